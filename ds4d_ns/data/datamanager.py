@@ -1,0 +1,84 @@
+"""Full-image datamanager that serves one timestamp per step: every training view of that frame.
+
+DS4D renders all views of one time (the input view and the pseudo views) per optimisation step,
+so the deformation runs once per step and the rasteriser draws the views in one batched call.
+During the static stage only the middle frame is served: the canonical Gaussians are the middle
+frame's shape (the seed points come from it too), and the deformation field learns the offsets
+from there once the dynamic stage starts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple, Type
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+
+
+class Ds4dDataset(InputDataset):
+    """Input dataset that turns a frame's ``mask_path`` into the image's alpha channel."""
+
+    def get_numpy_image(self, image_idx: int) -> npt.NDArray[np.uint8]:
+        image = super().get_numpy_image(image_idx)
+        mask_paths = self.metadata.get("alpha_mask_filenames")
+        if mask_paths is None or mask_paths[image_idx] is None:
+            return image
+        from PIL import Image
+
+        with Image.open(mask_paths[image_idx]) as pil_mask:
+            mask = pil_mask.convert("L")
+            if mask.size != (image.shape[1], image.shape[0]):
+                mask = mask.resize((image.shape[1], image.shape[0]), resample=Image.Resampling.BILINEAR)
+            alpha = np.asarray(mask, dtype=np.uint8)
+        return np.concatenate([image[..., :3], alpha[..., None]], axis=-1)
+
+
+@dataclass
+class Ds4dDatamanagerConfig(FullImageDatamanagerConfig):
+    """Serves all training views of one timestamp per step."""
+
+    _target: Type = field(default_factory=lambda: Ds4dDatamanager)
+    static_stage_steps: int = 1000
+    """Steps at the start that serve only the middle frame (the canonical stage)."""
+    frame_sampling_seed: int = 0
+    """Seed of the shuffled order in which frames are served in the dynamic stage."""
+
+
+class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
+    """Datamanager whose ``next_train`` returns a batch of cameras (all views at one time)."""
+
+    config: Ds4dDatamanagerConfig
+
+    def __init__(self, config: Ds4dDatamanagerConfig, *args, **kwargs):
+        super().__init__(config, *args, **kwargs)
+        frame_of_image = self.train_dataset.cameras.metadata["frame_index"].view(-1).tolist()
+        views_of_frame: Dict[int, List[int]] = {}
+        for image_idx, frame in enumerate(frame_of_image):
+            views_of_frame.setdefault(int(frame), []).append(image_idx)
+        self.views_of_frame = views_of_frame
+        times = self.train_dataset.cameras.times.view(-1)
+        self.middle_frame = int(frame_of_image[int((times - 0.5).abs().argmin())])
+        self._frame_rng = random.Random(config.frame_sampling_seed)
+        self._frame_queue: List[int] = []
+
+    def _next_frame(self, step: int) -> int:
+        if step < self.config.static_stage_steps:
+            return self.middle_frame
+        if not self._frame_queue:
+            self._frame_queue = sorted(self.views_of_frame)
+            self._frame_rng.shuffle(self._frame_queue)
+        return self._frame_queue.pop()
+
+    def next_train(self, step: int) -> Tuple[Cameras, Dict]:
+        """All training views of one frame: cameras of shape ``[V]`` and images ``[V, H, W, C]``."""
+        image_indices = self.views_of_frame[self._next_frame(step)]
+        images = torch.stack([self.cached_train[i]["image"] for i in image_indices]).to(self.device)
+        cameras = self.train_dataset.cameras[torch.tensor(image_indices)].to(self.device)
+        roles = cameras.metadata["role"].view(-1) if cameras.metadata else None
+        return cameras, {"image": images, "image_idx": torch.tensor(image_indices), "role": roles}

@@ -1,0 +1,358 @@
+"""The ds4d model: splatfacto's canonical Gaussians deformed over time by a HexPlane field.
+
+What changes from :class:`SplatfactoModel` and why:
+
+* ``populate_modules`` builds the Gaussians itself: object scenes want a tight random ball when
+  no seed points exist (splatfacto's 10-unit cube collapses on sparse object views), it adds the
+  deformation field, and it defers LPIPS (whose backbone download must not block training).
+* ``get_outputs`` renders a batch of cameras sharing one time: the deformation runs once per
+  step and the rasteriser draws every view in one call (gsplat on CUDA, a pure-torch
+  rasteriser elsewhere).
+* Losses are per view with per-role weights (the input video is the truth, pseudo views are
+  a generator's guesses), plus an alpha loss and the HexPlane regularisers.
+
+Training has two stages: during the first ``static_stage_steps`` only the canonical Gaussians are
+fitted (the datamanager serves the middle frame); then the deformation field is switched on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type, Union
+
+import torch
+from jaxtyping import Float
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.models.splatfacto import RGB2SH, SplatfactoModel, SplatfactoModelConfig, num_sh_bases, random_quat_tensor
+from nerfstudio.utils.rich_utils import CONSOLE
+from pytorch_msssim import SSIM, ssim
+from torch import Tensor
+from torch.nn import Parameter
+
+from ds4d_ns.data.dataset_format import ROLE_CODES
+from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
+from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
+from ds4d_ns.rendering.rasterize import rasterize_gaussians
+from ds4d_ns.strategy import TopFractionStrategy
+
+CANONICAL_TIME = 0.5
+"""Time used for cameras without a time: the canonical Gaussians are the middle frame."""
+
+
+@dataclass
+class Ds4dModelConfig(SplatfactoModelConfig):
+    """Dynamic 3D Gaussians: canonical splats plus a HexPlane deformation field."""
+
+    _target: Type = field(default_factory=lambda: Ds4dModel)
+    static_stage_steps: int = 1000
+    """Steps that fit the canonical Gaussians alone before the deformation field is trained."""
+    hexplane_resolution: int = 64
+    """Base spatial resolution of the HexPlane (4D-GS)."""
+    hexplane_time_resolution: Optional[int] = None
+    """Time resolution of the HexPlane; None uses half the number of frames (at least 2)."""
+    hexplane_multires: Tuple[int, ...] = (1, 2)
+    """Multipliers of the spatial resolution, one grid each, features concatenated."""
+    hexplane_features: int = 32
+    """Channels per plane and scale."""
+    deformation_width: int = 64
+    """Hidden width of the deformation MLP."""
+    deformation_depth: int = 1
+    """Hidden layers of the deformation MLP's shared trunk."""
+    input_rgb_weight: float = 1.0
+    """Weight of the photometric loss on input (video) views."""
+    pseudo_rgb_weight: float = 0.5
+    """Weight of the photometric loss on pseudo views, which come from a generator and can be wrong."""
+    mask_loss_weight: float = 1.0
+    """Weight of the mean squared error between rendered and ground-truth alpha."""
+    plane_tv_weight: float = 1e-4
+    """Weight of the total variation of the spatial HexPlane planes (4D-GS)."""
+    time_smoothness_weight: float = 1e-2
+    """Weight of the second-difference smoothness along time of the space-time planes (4D-GS)."""
+    time_l1_weight: float = 1e-4
+    """Weight of the L1 distance of the space-time planes from 1, i.e. from no motion (4D-GS)."""
+    densify_top_fraction: float = 0.025
+    """Fraction of Gaussians grown at each refinement, by accumulated gradient (DS4D, STAG4D)."""
+    random_init_radius: float = 0.5
+    """Radius of the ball sampled for random initial Gaussians when the data has no seed points."""
+    eval_lpips: bool = True
+    """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
+    # Splatfacto fields whose defaults suit object-centric 4D generation better:
+    num_random: int = 10000
+    """Number of random initial Gaussians when the data has no seed points (STAG4D)."""
+    num_downscales: int = 0
+    """Resolution halvings at the start; the data is already small (256 px)."""
+    use_absgrad: bool = False
+    """Densify on plain gradients: the CPU rasteriser has no absgrad, and growth is by quantile."""
+    densify_grad_thresh: float = 0.0002
+    """Floor of the growth threshold: Gaussians below it never grow, whatever their rank."""
+    cull_alpha_thresh: float = 0.01
+    """Opacity below which Gaussians are pruned (STAG4D)."""
+    warmup_length: int = 500
+    """Steps before the first densification."""
+    stop_split_at: int = 6000
+    """Step after which Gaussians are no longer grown or pruned (STAG4D stops at 6000)."""
+    sh_degree: int = 1
+    """Spherical-harmonics degree; low, since seven sparse views overfit view-dependent colour."""
+
+
+class Ds4dModel(SplatfactoModel):
+    """Canonical Gaussians + HexPlane deformation, rendered a timestamp at a time."""
+
+    config: Ds4dModelConfig
+
+    # ------------------------------------------------------------------ construction
+    def populate_modules(self) -> None:
+        if self.config.camera_optimizer.mode != "off":
+            raise ValueError("ds4d does not optimise camera poses: set --pipeline.model.camera-optimizer.mode off")
+        if self.config.use_bilateral_grid:
+            raise ValueError("ds4d does not support the bilateral grid: set --pipeline.model.use-bilateral-grid False")
+        means, colors = self._initial_points()
+        distances, _ = self.k_nearest_sklearn(means, 3)
+        avg_dist = torch.from_numpy(distances).mean(dim=-1, keepdim=True).clamp_min(1e-4)
+        num_points = means.shape[0]
+        features_dc = RGB2SH(colors) if self.config.sh_degree > 0 else torch.logit(colors, eps=1e-4)
+        self.gauss_params = torch.nn.ParameterDict(
+            {
+                "means": Parameter(means),
+                "scales": Parameter(torch.log(avg_dist.repeat(1, 3))),
+                "quats": Parameter(random_quat_tensor(num_points)),
+                "features_dc": Parameter(features_dc),
+                "features_rest": Parameter(torch.zeros(num_points, num_sh_bases(self.config.sh_degree) - 1, 3)),
+                "opacities": Parameter(torch.logit(0.1 * torch.ones(num_points, 1))),
+            }
+        )
+        self.deformation = DeformationField(
+            aabb=self.scene_box.aabb.float(),
+            spatial_resolution=self.config.hexplane_resolution,
+            time_resolution=self._time_resolution(),
+            multires=self.config.hexplane_multires,
+            plane_features=self.config.hexplane_features,
+            mlp_width=self.config.deformation_width,
+            mlp_depth=self.config.deformation_depth,
+        )
+        # Splatfacto's parents read these; the camera optimizer is always "off" here.
+        self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
+        from torchmetrics.image import PeakSignalNoiseRatio
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = SSIM(data_range=1.0, size_average=True, channel=3)
+        self._lpips: Optional[torch.nn.Module] = None
+        self._lpips_tried = False
+        self.step = 0
+        self.crop_box = None
+        self.background_color = torch.ones(3)
+        self.strategy = TopFractionStrategy(
+            prune_opa=self.config.cull_alpha_thresh,
+            grow_grad2d=self.config.densify_grad_thresh,
+            grow_scale3d=self.config.densify_size_thresh,
+            grow_scale2d=self.config.split_screen_size,
+            prune_scale3d=self.config.cull_scale_thresh,
+            prune_scale2d=self.config.cull_screen_size,
+            refine_scale2d_stop_iter=self.config.stop_screen_size_at,
+            refine_start_iter=self.config.warmup_length,
+            refine_stop_iter=self.config.stop_split_at,
+            reset_every=self.config.reset_alpha_every * self.config.refine_every,
+            refine_every=self.config.refine_every,
+            pause_refine_after_reset=self.num_train_data + self.config.refine_every,
+            absgrad=self.config.use_absgrad,
+            revised_opacity=False,
+            verbose=False,
+            grow_top_fraction=self.config.densify_top_fraction,
+        )
+        self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+
+    def _initial_points(self) -> Tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"]]:
+        """Seed points and colours in [0, 1], or a random ball of grey-ish points."""
+        if self.seed_points is not None and not self.config.random_init:
+            means = self.seed_points[0].detach().float().cpu()
+            colors = self.seed_points[1].detach().float().cpu() / 255.0
+            return means, colors.clamp(0.02, 0.98)
+        n = self.config.num_random
+        directions = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
+        radii = self.config.random_init_radius * torch.rand(n, 1).pow(1.0 / 3.0)  # uniform in the ball
+        return directions * radii, 0.3 + 0.4 * torch.rand(n, 3)
+
+    def _time_resolution(self) -> int:
+        if self.config.hexplane_time_resolution is not None:
+            return self.config.hexplane_time_resolution
+        num_frames = int(self.kwargs.get("metadata", {}).get("num_frames", 50))
+        return max(2, math.ceil(num_frames / 2))
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        """One group per Gaussian attribute, plus the HexPlane grid and the deformation MLP."""
+        groups = self.get_gaussian_param_groups()
+        groups["deformation_grid"] = list(self.deformation.hexplane.parameters())
+        hexplane_ids = {id(p) for p in groups["deformation_grid"]}
+        groups["deformation_mlp"] = [p for p in self.deformation.parameters() if id(p) not in hexplane_ids]
+        return groups
+
+    # ------------------------------------------------------------------ rendering
+    @property
+    def dynamic_stage(self) -> bool:
+        """Whether the deformation field is in use (always outside training)."""
+        return not self.training or self.step >= self.config.static_stage_steps
+
+    def gaussians_at(self, time: float) -> DeformedGaussians:
+        """Gaussian geometry at ``time`` (log-scales, unnormalised quaternions)."""
+        if not self.dynamic_stage:
+            return DeformedGaussians(self.means, self.quats, self.scales)
+        return self.deformation(self.means, self.quats, self.scales, time)
+
+    def _get_background_color(self) -> Tensor:
+        # Random backgrounds in training keep splats from explaining the background; evaluation
+        # composites over white, as the Consistent4D protocol does.
+        if self.config.background_color == "random" and not self.training:
+            return torch.ones(3, device=self.device)
+        return super()._get_background_color()
+
+    def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:
+        """Render cameras ``[V]``; outputs carry a leading view dimension ``[V, H, W, C]``."""
+        if not isinstance(camera, Cameras):
+            raise TypeError(f"ds4d renders Cameras, got {type(camera).__name__}")
+        camera = camera.flatten() if len(camera.shape) > 1 else camera
+        times = camera.times.view(-1) if camera.times is not None else torch.full((len(camera),), CANONICAL_TIME)
+        unique_times = torch.unique(times)
+        if len(unique_times) == 1:
+            return self._render_at_time(camera, float(unique_times[0]))
+        if self.training:
+            raise ValueError(f"a training batch must share one time, got {unique_times.tolist()}")
+        parts = [self._render_at_time(camera[times == t], float(t)) for t in unique_times]
+        order = torch.cat([torch.nonzero(times == t).view(-1) for t in unique_times]).argsort()
+        return {
+            key: torch.cat([part[key] for part in parts])[order] if key != "background" else parts[0][key]
+            for key in parts[0]
+        }
+
+    def _render_at_time(self, camera: Cameras, time: float) -> Dict[str, Tensor]:
+        gaussians = self.gaussians_at(time)
+        means, quats, scales = gaussians.means, gaussians.quats, gaussians.scales
+        opacities, features_dc, features_rest = self.opacities, self.features_dc, self.features_rest
+        background = self._get_background_color()
+        if self.crop_box is not None and not self.training:
+            keep = self.crop_box.within(means).squeeze(-1)
+            means, quats, scales = means[keep], quats[keep], scales[keep]
+            opacities, features_dc, features_rest = opacities[keep], features_dc[keep], features_rest[keep]
+
+        scale_factor = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / scale_factor)
+        viewmats = opengl_c2w_to_opencv_viewmat(camera.camera_to_worlds)
+        Ks = camera.get_intrinsics_matrices().to(self.device)
+        width, height = int(camera.width[0].item()), int(camera.height[0].item())
+        camera.rescale_output_resolution(scale_factor)
+        self.last_size = (height, width)
+
+        colors = torch.cat([features_dc[:, None, :], features_rest], dim=1)
+        if self.config.sh_degree > 0:
+            sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        else:
+            colors, sh_degree = torch.sigmoid(colors[:, 0, :]), None
+        render_mode = "RGB+ED" if self.config.output_depth_during_training or not self.training else "RGB"
+
+        render, alpha, info = rasterize_gaussians(
+            means=means,
+            quats=quats,
+            scales=torch.exp(scales),
+            opacities=torch.sigmoid(opacities).squeeze(-1),
+            colors=colors,
+            viewmats=viewmats,
+            Ks=Ks,
+            width=width,
+            height=height,
+            sh_degree=sh_degree,
+            render_mode=render_mode,
+            rasterize_mode=self.config.rasterize_mode,
+            absgrad=self.config.use_absgrad,
+        )
+        if self.training:
+            self.info = info
+            self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, info)
+        rgb = torch.clamp(render[..., :3] + (1.0 - alpha) * background, 0.0, 1.0)
+        outputs = {"rgb": rgb, "accumulation": alpha, "background": background}
+        if render_mode == "RGB+ED":
+            depth = render[..., 3:4]
+            outputs["depth"] = torch.where(alpha > 0, depth, depth.detach().max())
+        return outputs
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box=None) -> Dict[str, Tensor]:
+        """Render one camera for the viewer, ``ns-render`` and ``ns-eval``: ``[H, W, C]`` outputs."""
+        self.set_crop(obb_box)
+        outputs = self.get_outputs(camera.to(self.device))
+        if len(camera) != 1:
+            return outputs
+        single = {key: value[0] for key, value in outputs.items() if key != "background"}
+        single["background"] = outputs["background"].expand_as(single["rgb"])
+        return single
+
+    # ------------------------------------------------------------------ losses and metrics
+    def _ground_truth(self, batch: Dict[str, Tensor], background: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """Batched ground truth ``[V, H, W, 3]`` composited over ``background``, and its alpha."""
+        image = batch["image"]
+        image = image[None] if image.ndim == 3 else image
+        image = torch.stack([self.get_gt_img(view) for view in image])
+        if image.shape[-1] != 4:
+            return image, None
+        alpha = image[..., 3:]
+        return image[..., :3] * alpha + (1.0 - alpha) * background[..., :3], alpha
+
+    def _view_weights(self, batch: Dict[str, Tensor], num_views: int) -> Tensor:
+        roles = batch.get("role")
+        if roles is None:
+            return torch.ones(num_views, device=self.device)
+        roles = roles.view(-1).to(self.device)
+        return torch.where(
+            roles == ROLE_CODES["input"],
+            torch.tensor(self.config.input_rgb_weight, device=self.device),
+            torch.tensor(self.config.pseudo_rgb_weight, device=self.device),
+        )
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        gt_rgb, _ = self._ground_truth(batch, outputs["background"])
+        return {"psnr": self.psnr(outputs["rgb"], gt_rgb), "gaussian_count": self.num_points}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """Photometric (per-role weighted), alpha and HexPlane terms; subclasses add their own."""
+        pred = outputs["rgb"]
+        gt_rgb, gt_alpha = self._ground_truth(batch, outputs["background"])
+        l1 = (pred - gt_rgb).abs().mean(dim=(1, 2, 3))
+        structural = 1.0 - ssim(pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False)
+        per_view = (1.0 - self.config.ssim_lambda) * l1 + self.config.ssim_lambda * structural
+        loss_dict = {"rgb_loss": (self._view_weights(batch, pred.shape[0]) * per_view).mean()}
+        if gt_alpha is not None and self.config.mask_loss_weight > 0:
+            loss_dict["mask_loss"] = self.config.mask_loss_weight * (outputs["accumulation"] - gt_alpha).square().mean()
+        if self.training and self.dynamic_stage:
+            regularisers = self.deformation.hexplane.regularisers()
+            loss_dict["plane_tv"] = self.config.plane_tv_weight * regularisers["plane_tv"]
+            loss_dict["time_smoothness"] = self.config.time_smoothness_weight * regularisers["time_smoothness"]
+            loss_dict["time_l1"] = self.config.time_l1_weight * regularisers["time_l1"]
+        return loss_dict
+
+    def _lpips_metric(self) -> Optional[torch.nn.Module]:
+        """LPIPS (VGG) built on first use; None, said once, when its weights cannot be loaded."""
+        if not self._lpips_tried and self.config.eval_lpips:
+            self._lpips_tried = True
+            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+            try:
+                self._lpips = LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True).to(self.device)
+            except Exception as err:  # any failure to fetch or read the backbone weights
+                CONSOLE.log(
+                    "[yellow]LPIPS not reported: the torchvision VGG16 weights it needs could not be loaded "
+                    f"({type(err).__name__}: {err}). Run once with internet access to cache them, "
+                    "or set --pipeline.model.eval-lpips False to silence this."
+                )
+        return self._lpips
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        gt_rgb, _ = self._ground_truth(batch, outputs["background"][0, 0])
+        gt_rgb = gt_rgb[0]
+        pred = outputs["rgb"]
+        gt_nchw, pred_nchw = gt_rgb.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None]
+        metrics = {"psnr": float(self.psnr(gt_nchw, pred_nchw).item()), "ssim": float(self.ssim(gt_nchw, pred_nchw))}
+        lpips = self._lpips_metric()
+        if lpips is not None:
+            metrics["lpips"] = float(lpips(gt_nchw, pred_nchw))
+        return metrics, {"img": torch.cat([gt_rgb, pred], dim=1)}

@@ -1,0 +1,27 @@
+"""Nerfstudio cameras to the rasteriser's world-to-camera matrices.
+
+Nerfstudio stores OpenGL camera-to-world matrices (camera looks down -z, y up); gsplat wants
+OpenCV world-to-camera matrices (looks down +z, y down). Splatfacto's own helper is wrapped in
+``torch.compile``, whose first call costs about 11 s on a CPU; this plain version costs nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Float[Tensor, "c 4 4"]:
+    """Invert OpenGL camera-to-world matrices into OpenCV world-to-camera matrices."""
+    if camera_to_worlds.ndim != 3 or camera_to_worlds.shape[1:] != (3, 4):
+        raise ValueError(f"camera_to_worlds must have shape (c, 3, 4), got {tuple(camera_to_worlds.shape)}")
+    flip = torch.tensor([1.0, -1.0, -1.0], device=camera_to_worlds.device, dtype=camera_to_worlds.dtype)
+    rotation = camera_to_worlds[:, :3, :3] * flip  # OpenGL -> OpenCV axes: negate camera y and z
+    translation = camera_to_worlds[:, :3, 3:4]
+    rotation_inv = rotation.transpose(1, 2)
+    viewmats = torch.zeros(camera_to_worlds.shape[0], 4, 4, device=camera_to_worlds.device, dtype=camera_to_worlds.dtype)
+    viewmats[:, :3, :3] = rotation_inv
+    viewmats[:, :3, 3:4] = -rotation_inv @ translation
+    viewmats[:, 3, 3] = 1.0
+    return viewmats

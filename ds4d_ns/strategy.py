@@ -1,0 +1,39 @@
+"""Densification that grows the top fraction of Gaussians by accumulated screen-space gradient.
+
+DS4D (after STAG4D) densifies the top 2.5 % of Gaussians by accumulated gradient instead of those
+above a fixed threshold, which keeps growth in proportion to the model whatever the image size
+or loss scale. gsplat's :class:`DefaultStrategy` does everything else (split/duplicate choice,
+pruning, opacity reset); only the threshold changes, computed at each refinement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import torch
+from gsplat.strategy import DefaultStrategy
+
+
+def top_fraction_threshold(mean_grads: torch.Tensor, counts: torch.Tensor, fraction: float, floor: float) -> float:
+    """Gradient above which a Gaussian is in the top ``fraction`` of those seen, at least ``floor``."""
+    seen = mean_grads[counts > 0]
+    if seen.numel() == 0 or fraction <= 0:
+        return float("inf")
+    return max(floor, float(torch.quantile(seen.float(), 1.0 - fraction)))
+
+
+@dataclass
+class TopFractionStrategy(DefaultStrategy):
+    """gsplat's default strategy with a per-refinement quantile threshold for growth."""
+
+    grow_top_fraction: float = 0.025
+    """Fraction of the Gaussians (among those seen since the last refinement) grown each time."""
+
+    @torch.no_grad()
+    def _grow_gs(self, params, optimizers, state: Dict[str, Any], step: int) -> Tuple[int, int]:
+        mean_grads = state["grad2d"] / state["count"].clamp_min(1)
+        threshold = top_fraction_threshold(mean_grads, state["count"], self.grow_top_fraction, self.grow_grad2d)
+        # ``grow_grad2d`` acts as the floor, so a converged model stops growing.
+        return DefaultStrategy._grow_gs(dataclasses.replace(self, grow_grad2d=threshold), params, optimizers, state, step)
