@@ -187,13 +187,13 @@ class Ds4dDataParser(DataParser):
         ply_name = self._meta.get("ply_file_path")
         if not self.config.load_seed_points or not ply_name:
             return None
-        from plyfile import PlyData
+        from plyfile import PlyData, PlyParseError
 
         ply_path = path.parent / str(ply_name)
         try:
             vertices = PlyData.read(str(ply_path))["vertex"]
             xyz = np.stack([vertices[k] for k in ("x", "y", "z")], axis=-1).astype(np.float32)
-        except (OSError, KeyError, ValueError) as err:
+        except (OSError, KeyError, ValueError, PlyParseError) as err:
             raise DatasetError(f"{ply_path}: cannot read vertex positions from the PLY ({err})") from err
         if xyz.shape[0] < 4 or not np.isfinite(xyz).all():
             raise DatasetError(f"{ply_path}: needs at least 4 finite points, got {xyz.shape[0]}")

@@ -1,0 +1,85 @@
+"""Shared fixtures. No test may reach a model hub: the offline switches are set before any import."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from ds4d_ns import views  # noqa: E402
+from ds4d_ns.data.dataset_format import (  # noqa: E402
+    TRANSFORMS_NAME,
+    frame_record,
+    write_json_atomic,
+    write_ply_points_atomic,
+    write_png_atomic,
+)
+
+
+def write_fake_dataset(
+    root: Path,
+    frames: int = 3,
+    size: int = 16,
+    pseudo_views: int = 2,
+    eval_views: int = 1,
+    use_masks: bool = False,
+    with_ply: bool = True,
+    seed: int = 0,
+) -> Path:
+    """A small valid dataset of random images on the real view layout."""
+    rng = np.random.default_rng(seed)
+    layout = [("input", 0, views.input_view())]
+    layout += [("pseudo", i, v) for i, v in enumerate(views.zero123pp_v12_views()[:pseudo_views])]
+    layout += [("eval", i, v) for i, v in enumerate(views.consistent4d_eval_views()[:eval_views])]
+    records = []
+    for frame in range(frames):
+        time = frame / max(frames - 1, 1)
+        for role, view_index, view in layout:
+            name = f"images/{role}_{view_index:02d}/frame_{frame:04d}.png"
+            rgba = rng.integers(0, 256, size=(size, size, 4), dtype=np.uint8)
+            mask_name = None
+            if use_masks:
+                mask_name = f"masks/{role}_{view_index:02d}/frame_{frame:04d}.png"
+                write_png_atomic(root / mask_name, rgba[..., 3])
+                rgba = rgba[..., :3]
+            write_png_atomic(root / name, rgba)
+            focal = views.focal_from_fov(view.fov_deg, size)
+            records.append(
+                frame_record(
+                    name,
+                    views.orbit_c2w(view).numpy(),
+                    (focal, focal),
+                    (size / 2, size / 2),
+                    (size, size),
+                    time,
+                    frame,
+                    role,
+                    view_index,
+                    mask_path=mask_name,
+                )
+            )
+    meta = {"frames": records}
+    if with_ply:
+        points = rng.uniform(-0.4, 0.4, size=(64, 3)).astype(np.float32)
+        write_ply_points_atomic(root / "init.ply", points, rng.integers(0, 256, size=(64, 3), dtype=np.uint8))
+        meta["ply_file_path"] = "init.ply"
+    write_json_atomic(root / TRANSFORMS_NAME, meta)
+    return root
+
+
+@pytest.fixture
+def fake_dataset(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing a fake dataset into a fresh folder under ``tmp_path``."""
+    counter = iter(range(1000))
+
+    def make(**kwargs) -> Path:
+        return write_fake_dataset(tmp_path / f"data{next(counter)}", **kwargs)
+
+    return make
