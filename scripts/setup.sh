@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by demo.sh and test.sh: the Debian packages nerfstudio's commands need
+# (ffmpeg for ns-render, libusb for open3d in ns-export), a virtualenv in .venv, and the project
+# with its dev tools. A second run does nothing unless pyproject.toml or this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$python" -m venv .venv; }
+
+stamp=.venv/.ds4d-setup
+wanted=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "[setup] installing the project into .venv (first run: several minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  # torch and torchvision must come from one release pair: a CPU torch beside PyPI's CUDA
+  # torchvision fails at import, and nerfstudio imports torchvision on every command.
+  .venv/bin/python -c "import torch, torchvision" 2>/dev/null \
+    || .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$wanted" > "$stamp"
+fi
