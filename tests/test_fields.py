@@ -129,6 +129,7 @@ def test_regularisers_against_hand_computation():
     assert plane_total_variation(plane).item() == pytest.approx(20.5)
     # second differences along dimension 1: (4-2)-(2-0) = 0 and (9-4)-(4-1) = 2 -> mean of 0, 4 = 2
     assert time_smoothness(plane).item() == pytest.approx(2.0)
+    assert time_smoothness(torch.rand(1, 2, 4)).item() == 0.0  # two time texels: no acceleration
     assert time_planes_l1(torch.ones(2, 3, 3)).item() == 0.0
     assert time_planes_l1(torch.full((2, 3, 3), 1.5)).item() == pytest.approx(0.5)
 

@@ -47,7 +47,12 @@ def plane_total_variation(plane: Float[Tensor, "channels height width"]) -> Floa
 
 
 def time_smoothness(plane: Float[Tensor, "channels time space"]) -> Float[Tensor, ""]:
-    """Mean squared second difference along the time axis (penalises acceleration, not motion)."""
+    """Mean squared second difference along the time axis (penalises acceleration, not motion).
+
+    Zero for planes with fewer than three time texels, which have no second difference.
+    """
+    if plane.shape[1] < 3:
+        return plane.new_zeros(())
     first = plane[:, 1:, :] - plane[:, :-1, :]
     second = first[:, 1:, :] - first[:, :-1, :]
     return second.square().mean()
