@@ -83,7 +83,7 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     num_downscales: int = 0
     """Resolution halvings at the start; the data is already small (256 px)."""
     use_absgrad: bool = False
-    """Densify on plain gradients: the CPU rasteriser has no absgrad, and growth is by quantile."""
+    """Densify on summed absolute gradients (AbsGS) rather than plain ones; growth is by quantile either way."""
     densify_grad_thresh: float = 0.0002
     """Floor of the growth threshold: Gaussians below it never grow, whatever their rank."""
     cull_alpha_thresh: float = 0.01
