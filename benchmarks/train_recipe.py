@@ -11,12 +11,29 @@ Targets of the end-to-end issue: eval PSNR >= 28 dB, under 10 minutes on one H10
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import json
 import platform
 import sys
 import time
 from pathlib import Path
+
+
+def eval_psnr_per_view(pipeline) -> dict:
+    """Mean PSNR of each eval camera (view_index) over the frames, to see which views are weak."""
+    import torch
+
+    model, dataset = pipeline.model, pipeline.datamanager.eval_dataset
+    cameras = dataset.cameras
+    sums: dict = {}
+    with torch.no_grad():
+        for index, data in enumerate(pipeline.datamanager.cached_eval):
+            outputs = model.get_outputs_for_camera(cameras[index : index + 1])
+            metrics, _ = model.get_image_metrics_and_images(outputs, {"image": data["image"].to(model.device)})
+            view = int(cameras.metadata["view_index"][index])
+            sums.setdefault(view, []).append(metrics["psnr"])
+    return {str(view): round(sum(values) / len(values), 3) for view, values in sorted(sums.items())}
 
 
 def main() -> None:
@@ -29,6 +46,11 @@ def main() -> None:
     parser.add_argument("--dynamic-steps", type=int, default=6000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ds4d-bench"))
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--tag", default="default", help="name of this variant in the results")
+    parser.add_argument(
+        "--model-set", action="append", default=[], metavar="FIELD=VALUE", help="override a Ds4dModelConfig field"
+    )
+    parser.add_argument("--deformation-lr-scale", type=float, default=1.0, help="multiply the deformation lrs")
     args = parser.parse_args()
 
     import gsplat
@@ -57,6 +79,13 @@ def main() -> None:
     config.steps_per_eval_all_images = 10**9
     config.pipeline.datamanager.data = data
     config.pipeline.model.eval_lpips = False
+    for assignment in args.model_set:
+        name, value = assignment.split("=", 1)
+        setattr(config.pipeline.model, name, ast.literal_eval(value))
+    for group in ("deformation_grid", "deformation_mlp"):
+        optimizer = config.optimizers[group]
+        optimizer["optimizer"].lr *= args.deformation_lr_scale
+        optimizer["scheduler"].lr_final *= args.deformation_lr_scale
     config.set_timestamp()
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
@@ -69,6 +98,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - started
     peak_gib = torch.cuda.max_memory_allocated() / 2**30
     metrics = trainer.pipeline.get_average_eval_image_metrics()
+    per_view = eval_psnr_per_view(trainer.pipeline)
 
     record = {
         "benchmark": "train_recipe",
@@ -94,7 +124,11 @@ def main() -> None:
         "seconds_per_step_ms": round(1000 * train_seconds / (args.static_steps + args.dynamic_steps), 2),
         "peak_gpu_memory_gib": round(peak_gib, 3),
         "num_gaussians": int(trainer.pipeline.model.num_points),
+        "tag": args.tag,
+        "model_overrides": args.model_set,
+        "deformation_lr_scale": args.deformation_lr_scale,
         "eval": {key: round(float(value), 4) for key, value in metrics.items()},
+        "eval_psnr_per_view": per_view,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")
