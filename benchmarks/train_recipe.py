@@ -72,7 +72,7 @@ def main() -> None:
 
     config = make_ds4d_config(static_steps=args.static_steps, dynamic_steps=args.dynamic_steps)
     config.output_dir = args.workdir / "outputs"
-    config.experiment_name = data.name
+    config.experiment_name = f"{data.name}-{args.tag}"
     config.timestamp = "bench"
     config.vis = "tensorboard"
     config.steps_per_eval_image = 10**9
