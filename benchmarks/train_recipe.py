@@ -27,6 +27,7 @@ def eval_psnr_per_view(pipeline) -> dict:
     model, dataset = pipeline.model, pipeline.datamanager.eval_dataset
     cameras = dataset.cameras
     sums: dict = {}
+    model.eval()
     with torch.no_grad():
         for index, data in enumerate(pipeline.datamanager.cached_eval):
             outputs = model.get_outputs_for_camera(cameras[index : index + 1])

@@ -264,7 +264,7 @@ class Ds4dModel(SplatfactoModel):
             rasterize_mode=self.config.rasterize_mode,
             absgrad=self.config.use_absgrad,
         )
-        if self.training:
+        if self.training and torch.is_grad_enabled():  # densification statistics need gradients
             self.info = info
             self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, info)
         rgb = torch.clamp(render[..., :3] + (1.0 - alpha) * background, 0.0, 1.0)
