@@ -57,8 +57,8 @@ def main() -> None:
     import gsplat
     import nerfstudio
     import torch
-
     from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
+
     from ds4d_ns.scripts.synth import SynthConfig
     from ds4d_ns.scripts.synth import main as synth_main
 
@@ -66,7 +66,11 @@ def main() -> None:
     started = time.perf_counter()
     synth_main(
         SynthConfig(
-            output=data, scene=args.scene, frames=args.frames, resolution=args.resolution, pseudo_noise=args.pseudo_noise
+            output=data,
+            scene=args.scene,
+            frames=args.frames,
+            resolution=args.resolution,
+            pseudo_noise=args.pseudo_noise,
         )
     )
     synth_seconds = time.perf_counter() - started

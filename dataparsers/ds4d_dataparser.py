@@ -137,7 +137,7 @@ class Ds4dDataParser(DataParser):
         sizes = {(int(f.record["w"]), int(f.record["h"])) for f in frames}
         if len(sizes) > 1:
             raise DatasetError(f"{path}: frames declare different image sizes {sorted(sizes)}; all views must match")
-        (width, height), = sizes
+        ((width, height),) = sizes
         time_of_frame: Dict[int, float] = {}
         views: Dict[Tuple[str, int], List[int]] = defaultdict(list)
         for f in frames:

@@ -24,7 +24,13 @@ from typing import Dict, List, Optional, Tuple, Type, Union
 import torch
 from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
-from nerfstudio.models.splatfacto import RGB2SH, SplatfactoModel, SplatfactoModelConfig, num_sh_bases, random_quat_tensor
+from nerfstudio.models.splatfacto import (
+    RGB2SH,
+    SplatfactoModel,
+    SplatfactoModelConfig,
+    num_sh_bases,
+    random_quat_tensor,
+)
 from nerfstudio.utils.rich_utils import CONSOLE
 from pytorch_msssim import SSIM, ssim
 from torch import Tensor
@@ -316,7 +322,9 @@ class Ds4dModel(SplatfactoModel):
         pred = outputs["rgb"]
         gt_rgb, gt_alpha = self._ground_truth(batch, outputs["background"])
         l1 = (pred - gt_rgb).abs().mean(dim=(1, 2, 3))
-        structural = 1.0 - ssim(pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False)
+        structural = 1.0 - ssim(
+            pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False
+        )
         per_view = (1.0 - self.config.ssim_lambda) * l1 + self.config.ssim_lambda * structural
         loss_dict = {"rgb_loss": (self._view_weights(batch, pred.shape[0]) * per_view).mean()}
         if gt_alpha is not None and self.config.mask_loss_weight > 0:

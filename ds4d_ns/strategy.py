@@ -36,4 +36,6 @@ class TopFractionStrategy(DefaultStrategy):
         mean_grads = state["grad2d"] / state["count"].clamp_min(1)
         threshold = top_fraction_threshold(mean_grads, state["count"], self.grow_top_fraction, self.grow_grad2d)
         # ``grow_grad2d`` acts as the floor, so a converged model stops growing.
-        return DefaultStrategy._grow_gs(dataclasses.replace(self, grow_grad2d=threshold), params, optimizers, state, step)
+        return DefaultStrategy._grow_gs(
+            dataclasses.replace(self, grow_grad2d=threshold), params, optimizers, state, step
+        )

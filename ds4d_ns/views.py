@@ -96,7 +96,9 @@ def focal_from_fov(fov_deg: float, size_px: int) -> float:
     return 0.5 * size_px / math.tan(0.5 * math.radians(fov_deg))
 
 
-def framing_radius(fov_deg: float, reference_radius: float = INPUT_RADIUS, reference_fov_deg: float = INPUT_FOVY_DEG) -> float:
+def framing_radius(
+    fov_deg: float, reference_radius: float = INPUT_RADIUS, reference_fov_deg: float = INPUT_FOVY_DEG
+) -> float:
     """Distance at which a camera of ``fov_deg`` frames the object as the reference camera does."""
     return reference_radius * math.tan(0.5 * math.radians(reference_fov_deg)) / math.tan(0.5 * math.radians(fov_deg))
 

@@ -10,6 +10,7 @@ configuration classes (the heavy parts load when a model is built).
 
 from __future__ import annotations
 
+from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -17,7 +18,6 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
-from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.schedulers import LogLinearDecaySchedulerConfig
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ds4d_ns.dataparsers.ds4d_dataparser import DatasetError, Ds4dDataParserConfig
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, TRANSFORMS_NAME
-from ds4d_ns.dataparsers.ds4d_dataparser import DatasetError, Ds4dDataParserConfig
 
 
 def parse(data: Path, split: str = "train", **config):
@@ -104,7 +104,10 @@ def _edit(data: Path, change) -> None:
     [
         (lambda m: m["frames"][4].__setitem__("time", 1.5), r"frames\[4\] has time 1.5"),
         (lambda m: m["frames"][2]["transform_matrix"][0].__setitem__(1, float("nan")), "NaN"),
-        (lambda m: [f.__setitem__("role", "pseudo") for f in m["frames"] if f["role"] == "input"], "no frame has role 'input'"),
+        (
+            lambda m: [f.__setitem__("role", "pseudo") for f in m["frames"] if f["role"] == "input"],
+            "no frame has role 'input'",
+        ),
         (lambda m: m["frames"].pop(5), r"view (pseudo|eval) \d lacks frames \[1\]"),
         (lambda m: m["frames"][3].__setitem__("w", 32), "different image sizes"),
         (lambda m: m["frames"][0].pop("frame_index"), r"frames\[0\] lacks required keys \['frame_index'\]"),

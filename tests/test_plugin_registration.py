@@ -33,11 +33,12 @@ def test_entry_point_modules_import_without_heavy_libraries():
 def test_cli_configs_have_help_for_every_field():
     from dataclasses import fields
 
-    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
-    from ds4d_ns.ds4d_model import Ds4dModelConfig
-    from nerfstudio.utils.rich_utils import CONSOLE  # noqa: F401  (tyro docstrings need the module source)
     import tyro._docstrings as docstrings
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+    from nerfstudio.utils.rich_utils import CONSOLE  # noqa: F401  (tyro docstrings need the module source)
+
+    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.ds4d_model import Ds4dModelConfig
 
     for config in (Ds4dModelConfig, Ds4dDataParserConfig, Ds4dDatamanagerConfig):
         own = [f.name for f in fields(config) if f.name in config.__dict__.get("__annotations__", {})]

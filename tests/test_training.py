@@ -15,8 +15,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
-
 from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
+
 from ds4d_ns.scripts.synth import SynthConfig
 from ds4d_ns.scripts.synth import main as synth_main
 
@@ -104,7 +104,9 @@ def test_ds4d_render_writes_orbit_and_named_view_videos(trained_run: TrainedRun,
     from ds4d_ns.io.video import read_video_frames
     from ds4d_ns.scripts.render import RenderOrbit, RenderViews
 
-    orbit = RenderOrbit(load_config=trained_run.config_path, output_dir=tmp_path, resolution=32, num_frames=6, time=0.25)
+    orbit = RenderOrbit(
+        load_config=trained_run.config_path, output_dir=tmp_path, resolution=32, num_frames=6, time=0.25
+    )
     (orbit_path,) = orbit.main()
     frames = read_video_frames(orbit_path)
     assert frames.shape == (6, 32, 32, 3)

@@ -25,7 +25,10 @@ def write_video_atomic(path: Path, frames: Iterable[np.ndarray], fps: int = 30) 
                 if stream is None:
                     stream = container.add_stream("libx264", rate=fps)
                     # yuv420p needs even sizes; every player reads it
-                    stream.height, stream.width = frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2
+                    stream.height, stream.width = (
+                        frame.shape[0] - frame.shape[0] % 2,
+                        frame.shape[1] - frame.shape[1] % 2,
+                    )
                     stream.pix_fmt = "yuv420p"
                     stream.options = {"crf": "18"}
                 frame = np.ascontiguousarray(frame[: stream.height, : stream.width, :3])

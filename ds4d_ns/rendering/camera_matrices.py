@@ -20,7 +20,9 @@ def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Fl
     rotation = camera_to_worlds[:, :3, :3] * flip  # OpenGL -> OpenCV axes: negate camera y and z
     translation = camera_to_worlds[:, :3, 3:4]
     rotation_inv = rotation.transpose(1, 2)
-    viewmats = torch.zeros(camera_to_worlds.shape[0], 4, 4, device=camera_to_worlds.device, dtype=camera_to_worlds.dtype)
+    viewmats = torch.zeros(
+        camera_to_worlds.shape[0], 4, 4, device=camera_to_worlds.device, dtype=camera_to_worlds.dtype
+    )
     viewmats[:, :3, :3] = rotation_inv
     viewmats[:, :3, 3:4] = -rotation_inv @ translation
     viewmats[:, 3, 3] = 1.0

@@ -21,9 +21,7 @@ def orbit_cameras(
     """One square pinhole camera per (azimuth, time) pair, looking at the origin."""
     if len(azimuths_deg) != len(times):
         raise ValueError(f"need one time per azimuth, got {len(azimuths_deg)} azimuths and {len(times)} times")
-    c2w = torch.stack(
-        [views.orbit_c2w(views.OrbitView(az, elevation_deg, radius, fov_deg)) for az in azimuths_deg]
-    )
+    c2w = torch.stack([views.orbit_c2w(views.OrbitView(az, elevation_deg, radius, fov_deg)) for az in azimuths_deg])
     focal = views.focal_from_fov(fov_deg, resolution)
     n = len(azimuths_deg)
     return Cameras(

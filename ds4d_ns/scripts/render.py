@@ -97,7 +97,9 @@ class RenderViews(_RenderOptions):
 
 
 @torch.no_grad()
-def _render(pipeline, options: _RenderOptions, poses: Sequence[Tuple[float, float]], label: str) -> Iterator[np.ndarray]:
+def _render(
+    pipeline, options: _RenderOptions, poses: Sequence[Tuple[float, float]], label: str
+) -> Iterator[np.ndarray]:
     """Frames of (azimuth, time) poses, rendered in batches."""
     model = pipeline.model
     for start in track(range(0, len(poses), options.batch_size), description=f"rendering {label}"):
