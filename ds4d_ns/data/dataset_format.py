@@ -20,12 +20,12 @@ reader never sees a half-written file and an interrupted run leaves nothing behi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Literal, Optional, Tuple
 
 import numpy as np
+
+from ds4d_ns.io.atomic import atomic_output
 
 Role = Literal["input", "pseudo", "eval"]
 ROLES: Tuple[str, ...] = ("input", "pseudo", "eval")
@@ -49,15 +49,8 @@ REQUIRED_FRAME_KEYS: Tuple[str, ...] = (
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def write_json_atomic(path: Path, content: Any) -> None:
@@ -87,15 +80,8 @@ def write_ply_points_atomic(path: Path, points: np.ndarray, colors: Optional[np.
     if colors is not None:
         for axis, name in enumerate(("red", "green", "blue")):
             vertices[name] = colors[:, axis]
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         PlyData([PlyElement.describe(vertices, "vertex")]).write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def frame_record(

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from ds4d_ns.io.atomic import atomic_output
 
 
 def write_video_atomic(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> None:
     """Encode uint8 ``[H, W, 3]`` frames as H.264 mp4 at ``path``; nothing appears until done."""
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_output(Path(path), suffix=Path(path).suffix) as tmp:
         with av.open(tmp, mode="w") as container:
             stream = None
             for frame in frames:
@@ -36,10 +32,6 @@ def write_video_atomic(path: Path, frames: Iterable[np.ndarray], fps: int = 30) 
             if stream is None:
                 raise ValueError(f"no frames to write to {path}")
             container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_video_frames(path: Path) -> np.ndarray:

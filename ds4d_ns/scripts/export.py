@@ -9,8 +9,6 @@ mapping files to times. Files are written atomically, so a viewer never sees hal
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -22,6 +20,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
 from ds4d_ns.data.dataset_format import write_json_atomic
+from ds4d_ns.io.atomic import atomic_output
 from ds4d_ns.scripts.loading import load_trained_pipeline
 
 
@@ -60,14 +59,8 @@ def write_gaussian_ply_atomic(path: Path, fields: Dict[str, np.ndarray]) -> None
     vertices = np.empty(len(next(iter(fields.values()))), dtype=[(name, "f4") for name in fields])
     for name, values in fields.items():
         vertices[name] = values
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
