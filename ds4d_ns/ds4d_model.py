@@ -13,13 +13,20 @@ What changes from :class:`SplatfactoModel` and why:
 
 Training has two stages: during the first ``static_stage_steps`` only the canonical Gaussians are
 fitted (the datamanager serves the middle frame); then the deformation field is switched on.
+
+DS4D's frame features (``frame_features`` != ``"none"``): DINOv2 features of every training view,
+decoupled into dynamic and static parts (DSFD), are sampled at the Gaussian centres and fused
+across views (TSSF, :mod:`ds4d_ns.fields.tssf`). The fused feature is concatenated with the
+HexPlane feature, and the first layer of the deformation MLP is the paper's learned linear map of
+that concatenation. The pipeline (:mod:`ds4d_ns.pipeline`) extracts the features and hands them
+over with :meth:`Ds4dModel.attach_frame_features`; checkpoints carry them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type, Union
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float
@@ -37,7 +44,10 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from ds4d_ns.data.dataset_format import ROLE_CODES
+from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
+from ds4d_ns.features.dsfd import ReferenceMode
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
+from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
@@ -81,6 +91,25 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     """Fraction of Gaussians grown at each refinement, by accumulated gradient (DS4D, STAG4D)."""
     random_init_radius: float = 0.5
     """Radius of the ball sampled for random initial Gaussians when the data has no seed points."""
+    frame_features: Literal["none", "frame", "dsfd"] = "none"
+    """Per-Gaussian frame features fed to the deformation MLP: none (the 4D-GS baseline), DINOv2 frame
+    features without decoupling (ablation D), or DSFD's decoupled features (dynamic part + frame feature)."""
+    feature_fusion: FusionMode = "da"
+    """How per-view point features are fused: front (input view only, no TSSF; ablations D, E),
+    mean (F), ga (TSSF global-aware, G) or da (TSSF distance-aware, H, the paper's best)."""
+    feature_dim: int = 32
+    """Channels of the point feature after reduction (half dynamic, half frame feature with DSFD)."""
+    feature_reduction: Literal["pca", "linear"] = "pca"
+    """Channel reduction of the frame features: PCA fitted once on the dataset's features, or a
+    linear layer learnt with TSSF (keeps full-width maps in memory and in checkpoints)."""
+    dsfd_reference: ReferenceMode = "middle+mean"
+    """DSFD reference per view and patch: average of the middle frame's and the mean feature (the
+    paper combines the two without saying how), or either alone."""
+    feature_sampling_points: Literal["canonical", "deformed"] = "canonical"
+    """Where features are sampled: at the canonical centres, or at the centres deformed to the step's
+    time (a first, gradient-free deformation pass; about one more MLP evaluation per step)."""
+    feature_extractor: FrameFeatureExtractorConfig = field(default_factory=FrameFeatureExtractorConfig)
+    """Backbone, resolution and cache of the frame features."""
     eval_lpips: bool = True
     """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
     # Splatfacto fields whose defaults suit object-centric 4D generation better:
@@ -136,7 +165,9 @@ class Ds4dModel(SplatfactoModel):
             plane_features=self.config.hexplane_features,
             mlp_width=self.config.deformation_width,
             mlp_depth=self.config.deformation_depth,
+            extra_feature_dim=self.config.feature_dim if self.config.frame_features != "none" else 0,
         )
+        self.frame_point_features: Optional[FramePointFeatures] = None
         # Splatfacto's parents read these; the camera optimizer is always "off" here.
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -186,12 +217,66 @@ class Ds4dModel(SplatfactoModel):
         return max(2, math.ceil(num_frames / 2))
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        """One group per Gaussian attribute, plus the HexPlane grid and the deformation MLP."""
+        """One group per Gaussian attribute, the HexPlane grid, the deformation MLP, and TSSF if learnt."""
         groups = self.get_gaussian_param_groups()
         groups["deformation_grid"] = list(self.deformation.hexplane.parameters())
         hexplane_ids = {id(p) for p in groups["deformation_grid"]}
         groups["deformation_mlp"] = [p for p in self.deformation.parameters() if id(p) not in hexplane_ids]
+        if self.frame_point_features is not None and list(self.frame_point_features.parameters()):
+            groups["feature_fusion"] = list(self.frame_point_features.parameters())
         return groups
+
+    # ------------------------------------------------------------------ frame features
+    def attach_frame_features(
+        self,
+        maps: Float[Tensor, "frames views channels rows cols"],
+        dynamic_magnitude: Float[Tensor, "frames views rows cols"],
+        times: Float[Tensor, "frames"],
+        viewmats: Float[Tensor, "frames views 4 4"],
+        intrinsics: Float[Tensor, "frames views 3 3"],
+        width: int,
+        height: int,
+    ) -> None:
+        """Install the training views' feature maps (before the optimizers are made)."""
+        if self.config.frame_features == "none":
+            raise ValueError("this model was configured without frame features (frame_features='none')")
+        self.frame_point_features = FramePointFeatures(
+            maps,
+            dynamic_magnitude,
+            times,
+            viewmats,
+            intrinsics,
+            width,
+            height,
+            fusion=self.config.feature_fusion,
+            out_dim=self.config.feature_dim,
+        ).to(self.device)
+
+    def point_features(self, points: Float[Tensor, "n 3"], time: float):
+        """Fused frame features of ``points`` at ``time`` and each view's weight (a FusionResult)."""
+        if self.frame_point_features is None:
+            raise RuntimeError(
+                f"frame_features is {self.config.frame_features!r} but no feature maps were attached; "
+                "train through ns-train (the ds4d pipeline extracts them) or load a checkpoint"
+            )
+        return self.frame_point_features(points, time)
+
+    def load_state_dict(self, dict, **kwargs):  # type: ignore[override]
+        # Feature maps and TSSF weights are sized by the data: rebuild the module to the checkpoint's shapes.
+        prefix = "frame_point_features."
+        if f"{prefix}maps" in dict:
+            frames, num_views = dict[f"{prefix}maps"].shape[:2]
+            width, height = (int(v) for v in dict[f"{prefix}image_size"].tolist())
+            self.attach_frame_features(
+                torch.zeros_like(dict[f"{prefix}maps"]),
+                torch.zeros_like(dict[f"{prefix}dynamic_magnitude"]),
+                torch.linspace(0.0, 1.0, frames),
+                torch.eye(4).repeat(frames, num_views, 1, 1),
+                torch.eye(3).repeat(frames, num_views, 1, 1),
+                width,
+                height,
+            )
+        super().load_state_dict(dict, **kwargs)
 
     # ------------------------------------------------------------------ rendering
     @property
@@ -203,7 +288,15 @@ class Ds4dModel(SplatfactoModel):
         """Gaussian geometry at ``time`` (log-scales, unnormalised quaternions)."""
         if not self.dynamic_stage:
             return DeformedGaussians(self.means, self.quats, self.scales)
-        return self.deformation(self.means, self.quats, self.scales, time)
+        if self.config.frame_features == "none":
+            return self.deformation(self.means, self.quats, self.scales, time)
+        points = self.means
+        if self.config.feature_sampling_points == "deformed":
+            with torch.no_grad():
+                first_pass = self.point_features(points, time).features
+                points = self.deformation(self.means, self.quats, self.scales, time, first_pass).means
+        features = self.point_features(points, time).features
+        return self.deformation(self.means, self.quats, self.scales, time, features)
 
     def _get_background_color(self) -> Tensor:
         # Random backgrounds in training keep splats from explaining the background; evaluation

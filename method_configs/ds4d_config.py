@@ -1,8 +1,18 @@
 """Method configurations of the ds4d plugin, all made by one factory.
 
-``ds4d``      the paper's schedule (1000 static + 6000 dynamic steps) on a GPU.
-``ds4d-cpu``  a small configuration for machines without CUDA: images at a quarter of their size
-              and a short schedule, so the README demo and the tests train in minutes.
+``ds4d``           DS4D-DA: DSFD-decoupled DINOv2 frame features fused by distance-aware TSSF, the
+                   paper's schedule (1000 static + 6000 dynamic steps) on a GPU.
+``ds4d-ga``        DS4D-GA: the same with global-aware fusion.
+``ds4d-base``      no frame features (HexPlane deformation only): needs no pretrained weights.
+``ds4d-cpu``       ``ds4d`` small enough for machines without CUDA: quarter-size images, a short
+                   schedule, features at 224 px.
+``ds4d-base-cpu``  ``ds4d-base`` at that size.
+
+The paper's ablation rows are switches of the model config (see ``make_ds4d_config``):
+A: ``--pipeline.model.frame-features none --pipeline.model.random-init True``;
+B: ``--pipeline.model.frame-features none`` (``ds4d-base``);
+D: ``frame-features frame, feature-fusion front``; E: ``dsfd, front``; F: ``dsfd, mean``;
+G: ``dsfd, ga`` (``ds4d-ga``); H: ``dsfd, da`` (``ds4d``). Row C (LPIPS loss) belongs to the priors.
 
 This module is an entry point that nerfstudio imports on every ``ns-train``: it imports only
 configuration classes (the heavy parts load when a model is built).
@@ -10,15 +20,19 @@ configuration classes (the heavy parts load when a model is built).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
 from ds4d_ns.ds4d_model import Ds4dModelConfig
+from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
+from ds4d_ns.fields.tssf import FusionMode
+from ds4d_ns.pipeline import Ds4dPipelineConfig
 from ds4d_ns.schedulers import LogLinearDecaySchedulerConfig
 
 
@@ -34,6 +48,8 @@ def make_ds4d_config(
     static_steps: int = 1000,
     dynamic_steps: int = 6000,
     cpu: bool = False,
+    frame_features: Literal["none", "frame", "dsfd"] = "dsfd",
+    fusion: FusionMode = "da",
 ) -> TrainerConfig:
     """Trainer configuration of a ds4d method.
 
@@ -42,6 +58,8 @@ def make_ds4d_config(
         static_steps: steps fitting the canonical Gaussians on the middle frame.
         dynamic_steps: steps training canonical Gaussians and deformation over all frames.
         cpu: small configuration for machines without CUDA (quarter-size images, CPU device).
+        frame_features: none, frame (no decoupling) or dsfd.
+        fusion: front, mean, ga or da (used when there are frame features).
     """
     total = static_steps + dynamic_steps
     deformation_lr_scale = 2.0 if cpu else 1.0
@@ -54,6 +72,9 @@ def make_ds4d_config(
         hexplane_multires=(1, 2) if not cpu else (1,),
         hexplane_features=32 if not cpu else 16,
         num_random=10000 if not cpu else 2000,
+        frame_features=frame_features,
+        feature_fusion=fusion,
+        feature_extractor=FrameFeatureExtractorConfig(image_size=448 if not cpu else 224),
     )
     datamanager = Ds4dDatamanagerConfig(
         dataparser=Ds4dDataParserConfig(),
@@ -71,7 +92,7 @@ def make_ds4d_config(
         mixed_precision=False,
         save_only_latest_checkpoint=True,
         machine=MachineConfig(device_type="cpu" if cpu else "cuda"),
-        pipeline=VanillaPipelineConfig(datamanager=datamanager, model=model),
+        pipeline=Ds4dPipelineConfig(datamanager=datamanager, model=model),
         optimizers={
             "means": _adam(1.6e-4, total, 1.6e-6),
             "features_dc": _adam(0.0025, total),
@@ -85,18 +106,37 @@ def make_ds4d_config(
             # twentieth of the dynamic steps, so it takes larger steps still.
             "deformation_grid": _adam(8e-3 * deformation_lr_scale, total, 8e-5 * deformation_lr_scale),
             "deformation_mlp": _adam(8e-4 * deformation_lr_scale, total, 8e-6 * deformation_lr_scale),
+            # TSSF (fusion weights, and the reduction layer when it is learnt): the paper's rate.
+            "feature_fusion": _adam(1.6e-4, total, 1.6e-6),
         },
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15, quit_on_train_completion=True),
         vis="viewer" if not cpu else "tensorboard",
     )
 
 
+_CPU_SCHEDULE = {"static_steps": 100, "dynamic_steps": 300, "cpu": True}
+
 ds4d_method = MethodSpecification(
     config=make_ds4d_config(),
-    description="DS4D dynamic 3D Gaussians from a monocular video and pseudo views (GPU schedule)",
+    description="DS4D-DA: dynamic 3D Gaussians with DSFD frame features and distance-aware TSSF (needs DINOv2)",
+)
+
+ds4d_ga_method = MethodSpecification(
+    config=make_ds4d_config(method_name="ds4d-ga", fusion="ga"),
+    description="DS4D-GA: DSFD frame features with global-aware TSSF fusion (needs DINOv2)",
+)
+
+ds4d_base_method = MethodSpecification(
+    config=make_ds4d_config(method_name="ds4d-base", frame_features="none"),
+    description="ds4d without frame features: HexPlane deformation only, no pretrained weights needed",
 )
 
 ds4d_cpu_method = MethodSpecification(
-    config=make_ds4d_config(method_name="ds4d-cpu", static_steps=100, dynamic_steps=300, cpu=True),
-    description="ds4d at low resolution with a short schedule, for machines without CUDA",
+    config=make_ds4d_config(method_name="ds4d-cpu", **_CPU_SCHEDULE),
+    description="ds4d (DS4D-DA) at low resolution with a short schedule, for machines without CUDA",
+)
+
+ds4d_base_cpu_method = MethodSpecification(
+    config=make_ds4d_config(method_name="ds4d-base-cpu", frame_features="none", **_CPU_SCHEDULE),
+    description="ds4d-base at low resolution with a short schedule, for machines without CUDA",
 )

@@ -83,3 +83,30 @@ def fake_dataset(tmp_path: Path) -> Callable[..., Path]:
         return write_fake_dataset(tmp_path / f"data{next(counter)}", **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_feature_cache(tmp_path_factory) -> Path:
+    """Frame-feature caches of the tests go to a temporary folder, never the user's cache."""
+    cache = tmp_path_factory.mktemp("ds4d_cache")
+    os.environ["DS4D_CACHE_DIR"] = str(cache)
+    return cache
+
+
+def save_tiny_dinov2(folder: Path, hidden_size: int = 16, seed: int = 0) -> Path:
+    """A DINOv2 of the real architecture with random weights and tiny sizes, saved like a hub snapshot."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(seed)
+    config = Dinov2Config(
+        hidden_size=hidden_size, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2, patch_size=14, image_size=56
+    )
+    Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dinov2(tmp_path_factory) -> Path:
+    """Folder of a tiny random DINOv2, usable as ``feature_extractor.model_id``."""
+    return save_tiny_dinov2(tmp_path_factory.mktemp("tiny_dinov2"))

@@ -1,0 +1,249 @@
+"""Spatiotemporal similarity fusion (TSSF, DS4D Sec. 3): per-view frame features onto Gaussians.
+
+Each Gaussian centre is projected into every training view's camera and the view's (decoupled)
+feature map is sampled bilinearly there; a centre outside a view's image, or behind its camera,
+gets nothing from that view. Occlusion is not tested: a centre hidden behind the object still
+reads the surface in front of it, which is also what the paper's projection does.
+
+The per-view point features are then fused into one feature per Gaussian:
+
+* ``front``: the input view's feature alone (the ablation rows without TSSF).
+* ``mean``: the average over the views that see the point (ablation F).
+* ``ga`` (global-aware): a linear layer reads the point's features from all views at once and a
+  softmax over the views that see it turns its outputs into one weight per view.
+* ``da`` (distance-aware): the input (front) view is trusted most. The other views are weighted by
+  a softmax of minus the L1 distance of their feature to the front view's (closer = more weight,
+  learned temperature), fused, and mixed with the front feature by a learned gate (starting at
+  half and half). The paper fixes neither the distance-to-weight map nor the mix; these are ours.
+
+Every fusion also returns the weight it gave each view for each point (the paper's Fig. 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, Tuple
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+FusionMode = Literal["front", "mean", "ga", "da"]
+
+_MASKED_LOGIT = -1e4  # finite, so a point no view sees gets zero weights without NaN gradients
+
+
+def project_points(
+    points: Float[Tensor, "n 3"],
+    viewmats: Float[Tensor, "views 4 4"],
+    intrinsics: Float[Tensor, "views 3 3"],
+    width: int,
+    height: int,
+    near: float = 1e-3,
+) -> Tuple[Float[Tensor, "views n 2"], Bool[Tensor, "views n"]]:
+    """Pixel coordinates of ``points`` in each OpenCV camera, and whether they land inside its image.
+
+    Pixel (0, 0) is the top-left corner of the top-left pixel, so the image spans [0, width] x [0, height].
+    """
+    homogeneous = torch.cat([points, torch.ones_like(points[:, :1])], dim=-1)
+    in_camera = torch.einsum("vij,nj->vni", viewmats[:, :3, :], homogeneous)
+    depth = in_camera[..., 2]
+    safe_depth = torch.where(depth > near, depth, torch.ones_like(depth))
+    pixels = torch.einsum("vij,vnj->vni", intrinsics, in_camera / safe_depth[..., None])[..., :2]
+    inside = (pixels[..., 0] >= 0) & (pixels[..., 0] <= width) & (pixels[..., 1] >= 0) & (pixels[..., 1] <= height)
+    return pixels, inside & (depth > near)
+
+
+def sample_view_features(
+    maps: Float[Tensor, "views channels rows cols"],
+    pixels: Float[Tensor, "views n 2"],
+    valid: Bool[Tensor, "views n"],
+    width: int,
+    height: int,
+) -> Float[Tensor, "views n channels"]:
+    """Bilinear samples of each view's map at the points' pixels (maps cover the whole image); zero where invalid."""
+    grid = torch.stack([2.0 * pixels[..., 0] / width - 1.0, 2.0 * pixels[..., 1] / height - 1.0], dim=-1)
+    sampled = torch.nn.functional.grid_sample(
+        maps, grid[:, None].to(maps.dtype), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return sampled[:, :, 0].permute(0, 2, 1) * valid[..., None].to(maps.dtype)
+
+
+def masked_softmax(logits: Float[Tensor, "views n"], valid: Bool[Tensor, "views n"]) -> Float[Tensor, "views n"]:
+    """Softmax over views restricted to valid ones; all zeros for a point with no valid view."""
+    weights = torch.softmax(logits.masked_fill(~valid, _MASKED_LOGIT), dim=0) * valid
+    return weights / weights.sum(dim=0, keepdim=True).clamp_min(1e-12)
+
+
+@dataclass
+class FusionResult:
+    """A fused feature per point and the weight each view contributed to it."""
+
+    features: Float[Tensor, "n channels"]
+    view_weights: Float[Tensor, "views n"]
+
+
+class FrontViewFusion(nn.Module):
+    """The front (input) view's feature alone: frame features without TSSF (ablation rows D, E)."""
+
+    def __init__(self, front_view: int = 0) -> None:
+        super().__init__()
+        self.front_view = front_view
+
+    def forward(self, features: Float[Tensor, "views n c"], valid: Bool[Tensor, "views n"]) -> FusionResult:
+        weights = torch.zeros(valid.shape, dtype=features.dtype, device=features.device)
+        weights[self.front_view] = valid[self.front_view].to(features.dtype)
+        return FusionResult(features[self.front_view] * weights[self.front_view, :, None], weights)
+
+
+class MeanFusion(nn.Module):
+    """Average over the views that see the point (ablation F)."""
+
+    def forward(self, features: Float[Tensor, "views n c"], valid: Bool[Tensor, "views n"]) -> FusionResult:
+        weights = valid.to(features.dtype)
+        weights = weights / weights.sum(dim=0, keepdim=True).clamp_min(1.0)
+        return FusionResult((weights[..., None] * features).sum(dim=0), weights)
+
+
+class GlobalAwareFusion(nn.Module):
+    """TSSF-GA: one linear layer over the features of all views, softmax over views."""
+
+    def __init__(self, num_views: int, channels: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(num_views * channels, num_views)
+        nn.init.zeros_(self.score.weight)  # starts as the mean over visible views
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, features: Float[Tensor, "views n c"], valid: Bool[Tensor, "views n"]) -> FusionResult:
+        num_views, num_points, _ = features.shape
+        logits = self.score(features.permute(1, 0, 2).reshape(num_points, -1)).T
+        weights = masked_softmax(logits, valid)
+        return FusionResult((weights[..., None] * features).sum(dim=0), weights)
+
+
+class DistanceAwareFusion(nn.Module):
+    """TSSF-DA: other views weighted by their L1 closeness to the front view, then mixed with it."""
+
+    def __init__(self, front_view: int = 0) -> None:
+        super().__init__()
+        self.front_view = front_view
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        """Distances are divided by exp(log_temperature) before the softmax; features have unit variance."""
+        self.front_logit = nn.Parameter(torch.zeros(()))
+        """sigmoid(front_logit) is the front view's share of the mix."""
+
+    def forward(self, features: Float[Tensor, "views n c"], valid: Bool[Tensor, "views n"]) -> FusionResult:
+        front = features[self.front_view]
+        front_valid = valid[self.front_view]
+        distance = (features - front).abs().mean(dim=-1)
+        logits = torch.where(front_valid, -distance / self.log_temperature.exp(), torch.zeros_like(distance))
+        others_valid = valid.clone()
+        others_valid[self.front_view] = False
+        other_weights = masked_softmax(logits, others_valid)
+        others = (other_weights[..., None] * features).sum(dim=0)
+        front_share = torch.sigmoid(self.front_logit) * front_valid.to(features.dtype)
+        others_share = (1.0 - torch.sigmoid(self.front_logit)) * others_valid.any(dim=0).to(features.dtype)
+        total = (front_share + others_share).clamp_min(1e-12)
+        front_share, others_share = front_share / total, others_share / total
+        weights = other_weights * others_share
+        weights = torch.cat([weights[: self.front_view], front_share[None], weights[self.front_view + 1 :]])
+        return FusionResult(front_share[:, None] * front + others_share[:, None] * others, weights)
+
+
+def make_fusion(mode: FusionMode, num_views: int, channels: int, front_view: int = 0) -> nn.Module:
+    """The fusion module of a mode."""
+    if mode == "front":
+        return FrontViewFusion(front_view)
+    if mode == "mean":
+        return MeanFusion()
+    if mode == "ga":
+        return GlobalAwareFusion(num_views, channels)
+    if mode == "da":
+        return DistanceAwareFusion(front_view)
+    raise ValueError(f"unknown fusion mode {mode!r}")
+
+
+def frame_bracket(times: Float[Tensor, "frames"], time: float) -> Tuple[int, int, float]:
+    """The two frames around ``time`` and the blend weight of the second (times sorted ascending)."""
+    time = min(max(float(time), float(times[0])), float(times[-1]))
+    upper = int(torch.searchsorted(times, torch.tensor([time], dtype=times.dtype, device=times.device)).item())
+    upper = min(max(upper, 1), len(times) - 1) if len(times) > 1 else 0
+    lower = max(upper - 1, 0)
+    span = float(times[upper] - times[lower])
+    blend = (time - float(times[lower])) / span if span > 0 else 0.0
+    return lower, upper, min(max(blend, 0.0), 1.0)
+
+
+class FramePointFeatures(nn.Module):
+    """Frame feature maps of the training views, sampled at points and fused: TSSF as one module.
+
+    The maps, cameras and times are buffers, so a checkpoint carries them and a trained model
+    renders without the feature backbone. At a time between two frames, both frames' point
+    features are computed and blended linearly.
+
+    Args:
+        maps: ``[frames, views, channels, rows, cols]`` feature maps (see ``prepare_features``).
+        dynamic_magnitude: ``[frames, views, rows, cols]`` dynamic-feature norms, kept for visualisation.
+        times: ``[frames]`` sorted frame times.
+        viewmats, intrinsics: ``[frames, views, 4, 4]`` / ``[frames, views, 3, 3]`` OpenCV cameras.
+        width, height: image size the intrinsics refer to.
+        fusion: fusion mode.
+        out_dim: width of the fused feature; maps wider than this get a learned linear reduction.
+        front_view: index of the input view.
+    """
+
+    def __init__(
+        self,
+        maps: Float[Tensor, "frames views channels rows cols"],
+        dynamic_magnitude: Float[Tensor, "frames views rows cols"],
+        times: Float[Tensor, "frames"],
+        viewmats: Float[Tensor, "frames views 4 4"],
+        intrinsics: Float[Tensor, "frames views 3 3"],
+        width: int,
+        height: int,
+        fusion: FusionMode,
+        out_dim: int,
+        front_view: int = 0,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("maps", maps)
+        self.register_buffer("dynamic_magnitude", dynamic_magnitude)
+        self.register_buffer("times", times.float())
+        self.register_buffer("viewmats", viewmats.float())
+        self.register_buffer("intrinsics", intrinsics.float())
+        self.register_buffer("image_size", torch.tensor([width, height]))
+        channels = maps.shape[2]
+        self.reduction: Optional[nn.Linear] = nn.Linear(channels, out_dim) if channels != out_dim else None
+        self.fusion = make_fusion(fusion, maps.shape[1], out_dim, front_view)
+
+    @property
+    def num_views(self) -> int:
+        return int(self.maps.shape[1])
+
+    def _frame_maps(self, frame: int) -> Float[Tensor, "views channels rows cols"]:
+        maps = self.maps[frame].float()
+        if self.reduction is None:
+            return maps
+        # A linear map of the channels commutes with bilinear sampling: reduce the small maps, not the samples.
+        return torch.einsum("oc,vchw->vohw", self.reduction.weight, maps) + self.reduction.bias[None, :, None, None]
+
+    def per_view(
+        self, points: Float[Tensor, "n 3"], time: float
+    ) -> Tuple[Float[Tensor, "views n c"], Bool[Tensor, "views n"]]:
+        """Point features from every view at ``time`` and which views see each point."""
+        width, height = int(self.image_size[0]), int(self.image_size[1])
+        lower, upper, blend = frame_bracket(self.times, time)
+        features, valid = None, None
+        for frame, share in ((lower, 1.0 - blend), (upper, blend)):
+            if share == 0.0 or (frame == upper and upper == lower):
+                continue
+            pixels, inside = project_points(points, self.viewmats[frame], self.intrinsics[frame], width, height)
+            sampled = sample_view_features(self._frame_maps(frame), pixels, inside, width, height) * share
+            features = sampled if features is None else features + sampled
+            valid = inside if valid is None else valid | inside
+        assert features is not None and valid is not None
+        return features, valid
+
+    def forward(self, points: Float[Tensor, "n 3"], time: float) -> FusionResult:
+        features, valid = self.per_view(points, time)
+        return self.fusion(features, valid)

@@ -1,0 +1,67 @@
+"""The ds4d pipeline: nerfstudio's VanillaPipeline plus the frame-feature hand-over.
+
+When the model uses frame features and the pipeline is set up for training, it arranges the
+training images by frame and view, extracts (or loads from the cache) their DINOv2 features,
+decouples and reduces them, and attaches the maps to the model, before the optimizers are made.
+Evaluation and inference (``ns-eval``, ``ns-render``, the viewer) skip all of this: the maps are
+in the checkpoint, so a trained model renders without the backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Type
+
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+
+
+@dataclass
+class Ds4dPipelineConfig(VanillaPipelineConfig):
+    """VanillaPipeline that also prepares DS4D's frame features for the model."""
+
+    _target: Type = field(default_factory=lambda: Ds4dPipeline)
+
+
+class Ds4dPipeline(VanillaPipeline):
+    """VanillaPipeline whose training set-up attaches frame features to a ds4d model."""
+
+    def __init__(
+        self,
+        config: Ds4dPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[object] = None,
+    ) -> None:
+        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+        from ds4d_ns.ds4d_model import Ds4dModel
+
+        model = self.model
+        if test_mode == "val" and isinstance(model, Ds4dModel) and model.config.frame_features != "none":
+            self._attach_frame_features(model, device)
+
+    def _attach_frame_features(self, model, device: str) -> None:
+        from ds4d_ns.features.frame_features import (
+            extract_raw_features,
+            frame_grid_from_dataset,
+            grid_cameras,
+            prepare_features,
+        )
+
+        cfg = model.config
+        grid = frame_grid_from_dataset(self.datamanager.train_dataset)
+        raw = extract_raw_features(grid, cfg.feature_extractor, device)
+        prepared = prepare_features(
+            raw, grid.middle_frame, cfg.frame_features, cfg.feature_reduction, cfg.feature_dim, cfg.dsfd_reference
+        )
+        viewmats, intrinsics = grid_cameras(grid)
+        model.attach_frame_features(
+            prepared.maps, prepared.dynamic_magnitude, grid.times, viewmats, intrinsics, grid.width, grid.height
+        )
+        CONSOLE.log(
+            f"Frame features ({cfg.feature_extractor.describe()}): {cfg.frame_features}, "
+            f"{cfg.feature_reduction} to {cfg.feature_dim} channels, fusion {cfg.feature_fusion}, "
+            f"views {', '.join(grid.view_names)}"
+        )
