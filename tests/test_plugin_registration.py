@@ -11,7 +11,13 @@ def test_method_and_dataparser_are_discovered():
     from nerfstudio.plugins.registry_dataparser import discover_dataparsers
 
     methods, _ = discover_methods()
-    assert "ds4d" in methods and "ds4d-cpu" in methods
+    assert {"ds4d", "ds4d-ga", "ds4d-base", "ds4d-cpu", "ds4d-base-cpu"} <= set(methods)
+    models = {name: methods[name].pipeline.model for name in ("ds4d", "ds4d-ga", "ds4d-base", "ds4d-cpu")}
+    assert (models["ds4d"].frame_features, models["ds4d"].feature_fusion) == ("dsfd", "da")
+    assert (models["ds4d-ga"].frame_features, models["ds4d-ga"].feature_fusion) == ("dsfd", "ga")
+    assert models["ds4d-base"].frame_features == "none"
+    assert models["ds4d-cpu"].frame_features == "dsfd"
+    assert models["ds4d"].feature_extractor.weights == "pretrained"  # random weights are never a default
     dataparsers, _ = discover_dataparsers()
     assert "ds4d-data" in dataparsers
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParser, Ds4dDataParserConfig
@@ -39,8 +45,9 @@ def test_cli_configs_have_help_for_every_field():
 
     from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
     from ds4d_ns.ds4d_model import Ds4dModelConfig
+    from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 
-    for config in (Ds4dModelConfig, Ds4dDataParserConfig, Ds4dDatamanagerConfig):
+    for config in (Ds4dModelConfig, Ds4dDataParserConfig, Ds4dDatamanagerConfig, FrameFeatureExtractorConfig):
         own = [f.name for f in fields(config) if f.name in config.__dict__.get("__annotations__", {})]
         for name in own:
             if name.startswith("_"):

@@ -1,8 +1,10 @@
 """End to end on the CPU: nerfstudio's trainer on a tiny ds4d-synth scene, then the tools on the result.
 
-One module-scoped run trains a few dozen steps through the same code path as ``ns-train``
+One module-scoped run trains ``ds4d`` (DSFD features + distance-aware TSSF, with a tiny random
+DINOv2 built offline) a few dozen steps through the same code path as ``ns-train``
 (``TrainerConfig.setup`` + ``Trainer.setup`` + ``Trainer.train``); the tests after it use its
-checkpoint with ``ns-eval``, ``ns-render``, ``ds4d-render`` and ``ds4d-export``.
+checkpoint with ``ns-eval``, ``ns-render``, ``ds4d-render``, ``ds4d-export`` and ``ds4d-viz``.
+Shorter runs cover ``ds4d-ga``, ``ds4d-base`` and the feature options.
 """
 
 from __future__ import annotations
@@ -32,23 +34,45 @@ class TrainedRun:
     data: Path
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> TrainedRun:
-    root = tmp_path_factory.mktemp("training")
-    data = root / "data"
+def tiny_scene(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("scene") / "data"
     synth_main(SynthConfig(output=data, scene="windmill", frames=4, resolution=64, seed=0, num_points=1500))
-    config = make_ds4d_config(method_name="ds4d-cpu", static_steps=STATIC_STEPS, dynamic_steps=DYNAMIC_STEPS, cpu=True)
-    config.output_dir = root / "outputs"
+    return data
+
+
+def small_config(
+    data: Path, output_dir: Path, dinov2: Path, static_steps: int, dynamic_steps: int, timestamp: str, **factory_args
+):
+    """A CPU ds4d configuration at 32 px with the tiny DINOv2 as frame-feature backbone."""
+    config = make_ds4d_config(
+        method_name="ds4d-cpu", static_steps=static_steps, dynamic_steps=dynamic_steps, cpu=True, **factory_args
+    )
+    config.output_dir = output_dir
     config.experiment_name = "tiny"
-    config.timestamp = "run"
+    config.timestamp = timestamp
     config.vis = "tensorboard"
     config.steps_per_eval_image = 10_000
     config.steps_per_eval_all_images = 10_000
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.camera_res_scale_factor = 0.5  # 32 px keeps the test short
     config.pipeline.model.eval_lpips = False
-    config.set_timestamp()
+    config.pipeline.model.feature_extractor.model_id = str(dinov2)
+    config.pipeline.model.feature_extractor.image_size = 56
     config.save_config()
+    return config
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return tiny_scene(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, scene: Path, tiny_dinov2: Path) -> TrainedRun:
+    root = tmp_path_factory.mktemp("training")
+    data = scene
+    config = small_config(data, root / "outputs", tiny_dinov2, STATIC_STEPS, DYNAMIC_STEPS, "run")
+    assert config.pipeline.model.frame_features == "dsfd" and config.pipeline.model.feature_fusion == "da"
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     model = trainer.pipeline.model
@@ -83,11 +107,86 @@ def test_dynamic_stage_adds_the_hexplane_terms(trained_run: TrainedRun):
     assert {"plane_tv", "time_smoothness", "time_l1"} <= set(dynamic)
 
 
+def test_checkpoint_carries_the_feature_maps_and_the_fusion(trained_run: TrainedRun):
+    checkpoints = sorted((trained_run.config_path.parent / "nerfstudio_models").glob("step-*.ckpt"))
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)["pipeline"]
+    maps = state["_model.frame_point_features.maps"]
+    assert maps.shape[:3] == (4, 7, 32)  # frames, input + 6 pseudo views, PCA channels
+    fusion_values = [state["_model.frame_point_features.fusion.log_temperature"]]
+    fusion_values.append(state["_model.frame_point_features.fusion.front_logit"])
+    assert any(float(value) != 0.0 for value in fusion_values)  # TSSF was trained in the dynamic stage
+    trunk = state["_model.deformation.trunk.0.weight"]
+    assert trunk.shape[1] == 16 + 32  # HexPlane feature (16 channels at one scale) + fused point feature
+
+
+def test_feature_model_renders_at_times_between_frames(trained_run: TrainedRun):
+    from ds4d_ns.scripts.loading import load_trained_pipeline
+
+    pipeline, _ = load_trained_pipeline(trained_run.config_path)
+    model = pipeline.model
+    with torch.no_grad():
+        at_frames = [model.gaussians_at(t).means for t in (1 / 3, 2 / 3)]
+        between = model.gaussians_at(0.5).means
+    assert torch.isfinite(between).all()
+    low = torch.minimum(*at_frames) - 1e-3
+    high = torch.maximum(*at_frames) + 1e-3
+    assert ((between >= low) & (between <= high)).float().mean() > 0.9  # mostly between its neighbours
+
+
+def test_ds4d_viz_writes_heatmaps_and_fusion_weights(trained_run: TrainedRun, tmp_path):
+    from PIL import Image
+
+    from ds4d_ns.scripts.viz import VizFeatures
+
+    paths = VizFeatures(load_config=trained_run.config_path, output_dir=tmp_path, frames=(0, 3), resolution=24).main()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == [
+        "dynamic_features/frame_0000.png",
+        "dynamic_features/frame_0003.png",
+        "tssf_weights/frame_0000.png",
+        "tssf_weights/frame_0003.png",
+    ]
+    heat = np.asarray(Image.open(tmp_path / "dynamic_features/frame_0003.png"))
+    weights = np.asarray(Image.open(tmp_path / "tssf_weights/frame_0000.png"))
+    assert heat.shape == (24, 24 * 7, 3) and weights.shape == (24, 24 * 7, 3)
+    assert weights.std() > 5  # Gaussians drawn, not an empty image
+
+
+@pytest.mark.parametrize(
+    ("name", "factory_args", "model_overrides"),
+    [
+        ("ds4d-ga", {"fusion": "ga"}, {}),
+        ("ds4d-base", {"frame_features": "none"}, {}),
+        ("frame-front-linear-deformed", {"frame_features": "frame", "fusion": "front"},
+         {"feature_reduction": "linear", "feature_sampling_points": "deformed"}),
+    ],
+)
+def test_other_feature_configurations_train(scene, tiny_dinov2, tmp_path, name, factory_args, model_overrides):
+    config = small_config(scene, tmp_path, tiny_dinov2, 3, 6, name, **factory_args)
+    for key, value in model_overrides.items():
+        setattr(config.pipeline.model, key, value)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    model = trainer.pipeline.model
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items() if "frame_point_features" in k}
+    trainer.train()
+    head = model.deformation.position_head[-1].weight
+    assert torch.isfinite(head).all() and head.abs().sum() > 0  # the deformation was trained
+    if factory_args.get("frame_features") == "none":
+        assert model.frame_point_features is None
+        return
+    learnt = [k for k, v in model.state_dict().items() if k in initial and not torch.equal(v, initial[k])]
+    if name == "ds4d-ga":
+        assert "frame_point_features.fusion.score.weight" in learnt
+    else:
+        assert "frame_point_features.reduction.weight" in learnt
+
+
 def test_checkpoint_loads_with_weights_only(trained_run: TrainedRun):
     checkpoints = sorted((trained_run.config_path.parent / "nerfstudio_models").glob("step-*.ckpt"))
     assert checkpoints
     state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
     assert any(key.startswith("_model.deformation.") for key in state["pipeline"])
+    assert any(key.startswith("_model.frame_point_features.") for key in state["pipeline"])
 
 
 def test_ns_eval_reports_psnr_ssim_and_says_why_lpips_is_missing(trained_run: TrainedRun, tmp_path, capsys):

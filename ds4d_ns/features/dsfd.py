@@ -24,7 +24,7 @@ from torch import Tensor
 
 ReferenceMode = Literal["middle+mean", "middle", "mean"]
 
-_EPS = 1e-8
+_EPS = 1e-20
 
 
 def reference_features(
@@ -55,9 +55,10 @@ def decouple(
         raise ValueError(
             f"reference must have the shape of one frame {tuple(features.shape[1:])}, got {tuple(reference.shape)}"
         )
-    coefficient = (features * reference).sum(dim=-1, keepdim=True) / (
-        reference.square().sum(dim=-1, keepdim=True) + _EPS
-    )
+    # clamp, not add: adding an epsilon would leave a small static residue in the dynamic part
+    coefficient = (features * reference).sum(dim=-1, keepdim=True) / reference.square().sum(
+        dim=-1, keepdim=True
+    ).clamp_min(_EPS)
     static = coefficient * reference
     return static, features - static
 
@@ -83,6 +84,6 @@ def decouple_with_projection_matrices(
     ``benchmarks/dsfd_timing.py`` (the paper does not define its "direct" variant; this is our stand-in).
     """
     projector = reference[..., :, None] * reference[..., None, :]
-    projector = projector / (reference.square().sum(dim=-1)[..., None, None] + _EPS)
+    projector = projector / reference.square().sum(dim=-1)[..., None, None].clamp_min(_EPS)
     static = torch.einsum("v...cd,tv...d->tv...c", projector, features)
     return static, features - static
