@@ -231,7 +231,7 @@ class Ds4dModel(SplatfactoModel):
         self,
         maps: Float[Tensor, "frames views channels rows cols"],
         dynamic_magnitude: Float[Tensor, "frames views rows cols"],
-        times: Float[Tensor, "frames"],
+        times: Float[Tensor, " frames"],
         viewmats: Float[Tensor, "frames views 4 4"],
         intrinsics: Float[Tensor, "frames views 3 3"],
         width: int,

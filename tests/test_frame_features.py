@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import save_tiny_dinov2
 
 from ds4d_ns.features import dsfd
 from ds4d_ns.features.backbone import (
@@ -125,7 +124,8 @@ def test_pca_rejects_more_components_than_channels():
 
 # ---------------------------------------------------------------- preparation
 @pytest.mark.parametrize(
-    ("mode", "reduction", "channels"), [("dsfd", "pca", 8), ("frame", "pca", 8), ("dsfd", "linear", 24), ("frame", "linear", 12)]
+    ("mode", "reduction", "channels"),
+    [("dsfd", "pca", 8), ("frame", "pca", 8), ("dsfd", "linear", 24), ("frame", "linear", 12)],
 )
 def test_prepared_maps_have_the_configured_width(mode, reduction, channels):
     raw = _features(frames=4, views=3, patches=9, channels=12).float().reshape(4, 3, 3, 3, 12)
@@ -172,6 +172,7 @@ def test_random_init_builds_the_published_architecture_offline():
 # ---------------------------------------------------------------- grid and cache
 def test_grid_puts_the_input_view_first_and_sorts_frames(fake_dataset, tiny_dinov2: Path):
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+
     from ds4d_ns.data.datamanager import Ds4dDataset
 
     data = fake_dataset(frames=3, size=28, pseudo_views=2)
@@ -187,6 +188,7 @@ def test_grid_puts_the_input_view_first_and_sorts_frames(fake_dataset, tiny_dino
 
 def test_features_are_cached_outside_the_data_and_reused(fake_dataset, tiny_dinov2: Path, tmp_path, monkeypatch):
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+
     from ds4d_ns.data.datamanager import Ds4dDataset
     from ds4d_ns.features import frame_features
 
@@ -209,6 +211,7 @@ def test_features_are_cached_outside_the_data_and_reused(fake_dataset, tiny_dino
 
 def test_cache_key_changes_with_images_model_and_resolution(fake_dataset, tiny_dinov2: Path):
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+
     from ds4d_ns.data.datamanager import Ds4dDataset
 
     data = fake_dataset(frames=2, size=28, pseudo_views=1)

@@ -43,7 +43,7 @@ class FrameGrid:
     """``[frames][views]`` image files."""
     mask_paths: List[List[Optional[Path]]]
     """``[frames][views]`` mask files, None where the image carries its own alpha."""
-    times: Float[Tensor, "frames"]
+    times: Float[Tensor, " frames"]
     camera_to_worlds: Float[Tensor, "frames views 3 4"]
     """OpenGL camera-to-world matrices (nerfstudio's convention)."""
     intrinsics: Float[Tensor, "frames views 3 3"]

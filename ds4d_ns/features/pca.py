@@ -13,7 +13,7 @@ from torch import Tensor
 class PcaBasis:
     """Mean and leading principal directions of a set of feature vectors."""
 
-    mean: Float[Tensor, "channels"]
+    mean: Float[Tensor, " channels"]
     components: Float[Tensor, "channels k"]
     """Orthonormal columns, by decreasing variance."""
     scale: float
@@ -25,9 +25,7 @@ class PcaBasis:
         return (centred @ self.components) / self.scale
 
 
-def fit_pca(
-    samples: Float[Tensor, "n channels"], k: int, max_samples: int = 200_000, seed: int = 0
-) -> PcaBasis:
+def fit_pca(samples: Float[Tensor, "n channels"], k: int, max_samples: int = 200_000, seed: int = 0) -> PcaBasis:
     """Fit the ``k`` leading principal components of ``samples`` (a random subset if there are many)."""
     if samples.ndim != 2:
         raise ValueError(f"samples must be [n, channels], got shape {tuple(samples.shape)}")

@@ -163,7 +163,7 @@ def make_fusion(mode: FusionMode, num_views: int, channels: int, front_view: int
     raise ValueError(f"unknown fusion mode {mode!r}")
 
 
-def frame_bracket(times: Float[Tensor, "frames"], time: float) -> Tuple[int, int, float]:
+def frame_bracket(times: Float[Tensor, " frames"], time: float) -> Tuple[int, int, float]:
     """The two frames around ``time`` and the blend weight of the second (times sorted ascending)."""
     time = min(max(float(time), float(times[0])), float(times[-1]))
     upper = int(torch.searchsorted(times, torch.tensor([time], dtype=times.dtype, device=times.device)).item())
@@ -196,7 +196,7 @@ class FramePointFeatures(nn.Module):
         self,
         maps: Float[Tensor, "frames views channels rows cols"],
         dynamic_magnitude: Float[Tensor, "frames views rows cols"],
-        times: Float[Tensor, "frames"],
+        times: Float[Tensor, " frames"],
         viewmats: Float[Tensor, "frames views 4 4"],
         intrinsics: Float[Tensor, "frames views 3 3"],
         width: int,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 import tyro
 from jaxtyping import Float
