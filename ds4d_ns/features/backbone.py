@@ -86,7 +86,9 @@ def load_backbone(config: FrameFeatureExtractorConfig, device: torch.device | st
                 architecture = Dinov2Config(**DINOV2_ARCHITECTURES[config.model_id])  # type: ignore[arg-type]
             else:
                 architecture = AutoConfig.from_pretrained(config.model_id)
-            model = AutoModel.from_config(architecture)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # the same random weights in every run, so cached features stay valid
+                model = AutoModel.from_config(architecture)
         else:
             model = AutoModel.from_pretrained(config.model_id)
     except (OSError, ValueError) as err:

@@ -21,8 +21,9 @@ Every fusion also returns the weight it gave each view for each point (the paper
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import Literal, Optional, Tuple
+from typing import List, Literal, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Bool, Float
@@ -163,14 +164,14 @@ def make_fusion(mode: FusionMode, num_views: int, channels: int, front_view: int
     raise ValueError(f"unknown fusion mode {mode!r}")
 
 
-def frame_bracket(times: Float[Tensor, " frames"], time: float) -> Tuple[int, int, float]:
+def frame_bracket(times: Sequence[float] | Float[Tensor, " frames"], time: float) -> Tuple[int, int, float]:
     """The two frames around ``time`` and the blend weight of the second (times sorted ascending)."""
-    time = min(max(float(time), float(times[0])), float(times[-1]))
-    upper = int(torch.searchsorted(times, torch.tensor([time], dtype=times.dtype, device=times.device)).item())
-    upper = min(max(upper, 1), len(times) - 1) if len(times) > 1 else 0
+    times = [float(t) for t in times]
+    time = min(max(float(time), times[0]), times[-1])
+    upper = min(max(bisect.bisect_left(times, time), 1), len(times) - 1) if len(times) > 1 else 0
     lower = max(upper - 1, 0)
-    span = float(times[upper] - times[lower])
-    blend = (time - float(times[lower])) / span if span > 0 else 0.0
+    span = times[upper] - times[lower]
+    blend = (time - times[lower]) / span if span > 0 else 0.0
     return lower, upper, min(max(blend, 0.0), 1.0)
 
 
@@ -212,9 +213,20 @@ class FramePointFeatures(nn.Module):
         self.register_buffer("viewmats", viewmats.float())
         self.register_buffer("intrinsics", intrinsics.float())
         self.register_buffer("image_size", torch.tensor([width, height]))
+        self.width, self.height = width, height  # Python copies: no device sync per step
         channels = maps.shape[2]
         self.reduction: Optional[nn.Linear] = nn.Linear(channels, out_dim) if channels != out_dim else None
         self.fusion = make_fusion(fusion, maps.shape[1], out_dim, front_view)
+
+    @property
+    def times_list(self) -> List[float]:
+        """Frame times as Python floats, re-read only when the buffer is moved or written (no sync per step)."""
+        key = (self.times.data_ptr(), self.times._version)
+        cached = getattr(self, "_times_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.times.tolist())
+            self._times_cache = cached
+        return cached[1]
 
     @property
     def num_views(self) -> int:
@@ -231,8 +243,8 @@ class FramePointFeatures(nn.Module):
         self, points: Float[Tensor, "n 3"], time: float
     ) -> Tuple[Float[Tensor, "views n c"], Bool[Tensor, "views n"]]:
         """Point features from every view at ``time`` and which views see each point."""
-        width, height = int(self.image_size[0]), int(self.image_size[1])
-        lower, upper, blend = frame_bracket(self.times, time)
+        width, height = self.width, self.height
+        lower, upper, blend = frame_bracket(self.times_list, time)
         features, valid = None, None
         for frame, share in ((lower, 1.0 - blend), (upper, blend)):
             if share == 0.0 or (frame == upper and upper == lower):

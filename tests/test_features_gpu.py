@@ -1,0 +1,50 @@
+"""Frame features on CUDA (run on the GPU machine): fp16 extraction and TSSF agree with the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ds4d_ns.features.backbone import FrameFeatureExtractorConfig, load_backbone, patch_features, preprocess
+from ds4d_ns.fields.tssf import FramePointFeatures
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+def test_fp16_extraction_on_cuda_matches_fp32_on_cpu(tiny_dinov2: Path):
+    config = FrameFeatureExtractorConfig(model_id=str(tiny_dinov2), image_size=56)
+    pixels = preprocess(torch.rand(3, 64, 64, 3), config.image_size)
+    on_cpu = patch_features(load_backbone(config, "cpu"), pixels)
+    cuda_backbone = load_backbone(config, "cuda")
+    assert next(cuda_backbone.parameters()).dtype == torch.float16
+    on_cuda = patch_features(cuda_backbone, pixels.cuda()).float().cpu()
+    torch.testing.assert_close(on_cuda, on_cpu, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "ga", "da"])
+def test_point_features_on_cuda_match_the_cpu(fusion):
+    from ds4d_ns import views
+    from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
+
+    torch.manual_seed(0)
+    layout = [views.input_view(), *views.zero123pp_v12_views()[:3]]
+    c2w = torch.stack([views.orbit_c2w(v) for v in layout]).float()
+    viewmats = opengl_c2w_to_opencv_viewmat(c2w)[None].repeat(3, 1, 1, 1)
+    focal = views.focal_from_fov(views.INPUT_FOVY_DEG, 64)
+    intrinsics = torch.tensor([[focal, 0, 32.0], [0, focal, 32.0], [0, 0, 1]])[None, None].repeat(3, 4, 1, 1)
+    maps = torch.randn(3, 4, 8, 5, 5).half()
+    module = FramePointFeatures(
+        maps, maps[:, :, 0].abs(), torch.tensor([0.0, 0.5, 1.0]), viewmats, intrinsics, 64, 64, fusion, 8
+    )
+    for parameter in module.parameters():
+        parameter.data.normal_()
+    points = 0.4 * torch.randn(500, 3)
+    expected = module(points, 0.3)
+    got = module.cuda()(points.cuda(), 0.3)
+    torch.testing.assert_close(got.features.cpu(), expected.features, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.view_weights.cpu(), expected.view_weights, atol=1e-4, rtol=1e-4)
