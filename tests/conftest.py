@@ -110,3 +110,60 @@ def save_tiny_dinov2(folder: Path, hidden_size: int = 16, seed: int = 0) -> Path
 def tiny_dinov2(tmp_path_factory) -> Path:
     """Folder of a tiny random DINOv2, usable as ``feature_extractor.model_id``."""
     return save_tiny_dinov2(tmp_path_factory.mktemp("tiny_dinov2"))
+
+
+def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
+    """Zero123 parts of the real classes with tiny sizes, saved in the diffusers layout of
+    ``ashawkey/zero123-xl-diffusers`` (one subfolder per part)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ds4d_ns.guidance.zero123 import _camera_projection_class
+
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        sample_size=8,
+        in_channels=8,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+    ).save_pretrained(folder / "vae")
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            patch_size=14,
+            image_size=28,
+            projection_dim=16,
+        )
+    ).save_pretrained(folder / "image_encoder")
+    _camera_projection_class()(embedding_dim=16, additional_embeddings=4).save_pretrained(
+        folder / "clip_camera_projection"
+    )
+    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False).save_pretrained(
+        folder / "scheduler"
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_zero123(tmp_path_factory) -> Path:
+    """Folder of a tiny random Zero123, usable as ``sds.model_id``."""
+    return save_tiny_zero123(tmp_path_factory.mktemp("tiny_zero123"))

@@ -1,0 +1,238 @@
+"""Zero123 guidance for multi-view SDS, assembled from diffusers and transformers parts.
+
+Zero123 (Liu et al., ICCV 2023) is a Stable Diffusion UNet that denoises a view of an object given
+one image of it and the relative camera pose. The conditioning has two paths: the condition
+image's VAE latent is concatenated to the noisy latent (8 input channels), and its CLIP image
+embedding, concatenated with the pose ``[delta polar (rad), sin(delta azimuth), cos(delta azimuth),
+delta radius]``, goes through a linear "camera projection" into the cross-attention. Classifier-free
+guidance drops both (zeros).
+
+The released diffusers layout (``ashawkey/zero123-xl-diffusers``) keeps each part in a subfolder;
+the camera projection is a custom class there, so we define our own with the same configuration
+keys and parameter names and load it with ``from_pretrained``: no remote code. Everything is
+frozen, fp16 on CUDA, fp32 elsewhere. ``weights="random-init"`` builds the published
+architectures with random weights for timing on machines that cannot download them.
+
+Pose convention: Zero123's polar angle is measured from the up axis, so its delta polar is minus
+our delta elevation; its azimuth turns the same way as ours (counter-clockwise seen from above).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Literal, Optional, Tuple
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from ds4d_ns.guidance import sds
+from ds4d_ns.guidance.sds import TimestepSchedule
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Published architectures of the zero123-xl-diffusers parts (their config.json files), for random-init.
+ZERO123_XL_UNET: Dict[str, object] = {
+    "sample_size": 32,
+    "in_channels": 8,
+    "out_channels": 4,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+}
+STABLE_DIFFUSION_VAE: Dict[str, object] = {
+    "block_out_channels": (128, 256, 512, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "sample_size": 256,
+}
+CLIP_VIT_L14: Dict[str, object] = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "patch_size": 14,
+    "image_size": 224,
+    "projection_dim": 768,
+}
+
+
+class GuidanceWeightsUnavailable(RuntimeError):
+    """The diffusion model's weights could not be loaded."""
+
+
+def _camera_projection_class():
+    from diffusers.configuration_utils import ConfigMixin, register_to_config
+    from diffusers.models.modeling_utils import ModelMixin
+
+    class CameraProjection(ModelMixin, ConfigMixin):
+        """Linear map of [CLIP image embedding, 4 pose numbers] to the UNet's cross-attention width."""
+
+        @register_to_config
+        def __init__(self, embedding_dim: int = 768, additional_embeddings: int = 4) -> None:
+            super().__init__()
+            self.proj = nn.Linear(embedding_dim + additional_embeddings, embedding_dim)
+
+        def forward(self, embeddings: Tensor) -> Tensor:
+            return self.proj(embeddings)
+
+    return CameraProjection
+
+
+@dataclass
+class Zero123GuidanceConfig:
+    """Zero123 SDS guidance: model, classifier-free guidance, timestep schedule, resolution."""
+
+    model_id: str = "ashawkey/zero123-xl-diffusers"
+    """Hugging Face id or local folder in the diffusers layout (unet, vae, image_encoder,
+    clip_camera_projection, scheduler subfolders)."""
+    weights: Literal["pretrained", "random-init"] = "pretrained"
+    """``pretrained`` loads the weights; ``random-init`` builds the architecture with random weights
+    (timing benchmarks only: its gradients are noise)."""
+    guidance_scale: float = 5.0
+    """Classifier-free guidance scale (STAG4D)."""
+    resolution: int = 256
+    """Renders are resized to this square size before VAE encoding (Zero123's training size)."""
+    schedule: TimestepSchedule = field(default_factory=TimestepSchedule)
+    """Timestep range, annealed over the SDS steps."""
+    gradient_clip: Optional[float] = 1.0
+    """Clamp of each latent-gradient entry (None: no clamp); non-finite entries are always zeroed."""
+
+    def describe(self) -> str:
+        if self.weights == "random-init":
+            return f"{self.model_id} [RANDOM weights, not pretrained]"
+        return self.model_id
+
+
+class Zero123Guidance:
+    """Frozen Zero123 parts and the SDS loss. Deliberately not an ``nn.Module``: its billion
+    parameters must stay out of the model's state dict and checkpoints."""
+
+    def __init__(self, config: Zero123GuidanceConfig, device: torch.device | str) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.unet, self.vae, self.image_encoder, self.projection, scheduler = _load_parts(config)
+        for part in (self.unet, self.vae, self.image_encoder, self.projection):
+            part.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
+        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
+        self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device, torch.float32)
+        self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
+    # ------------------------------------------------------------------ conditioning
+    @torch.no_grad()
+    def embed_condition(
+        self, images: Float[Tensor, "b h w 3"]
+    ) -> Tuple[Float[Tensor, "b 1 e"], Float[Tensor, "b 4 hl wl"]]:
+        """CLIP image embeddings and (unscaled) VAE latents of condition images in [0, 1] on white."""
+        pixels = images.permute(0, 3, 1, 2).to(self.device, torch.float32)
+        size = int(self.image_encoder.config.image_size)
+        clip_in = torch.nn.functional.interpolate(pixels, (size, size), mode="bicubic", align_corners=False)
+        mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1)
+        embeds = self.image_encoder(pixel_values=((clip_in - mean) / std).to(self.dtype)).image_embeds[:, None]
+        vae_in = self._resize(pixels) * 2.0 - 1.0
+        latents = self.vae.encode(vae_in.to(self.dtype)).latent_dist.mode()
+        return embeds, latents
+
+    @staticmethod
+    def pose_embedding(
+        delta_elevation_deg: Tensor, delta_azimuth_deg: Tensor, delta_radius: Optional[Tensor] = None
+    ) -> Float[Tensor, "b 4"]:
+        """Zero123's relative pose: [delta polar (rad), sin delta azimuth, cos delta azimuth, delta radius]."""
+        delta_polar = torch.deg2rad(-delta_elevation_deg.float())
+        azimuth = torch.deg2rad(delta_azimuth_deg.float())
+        radius = torch.zeros_like(azimuth) if delta_radius is None else delta_radius.float()
+        return torch.stack([delta_polar, torch.sin(azimuth), torch.cos(azimuth), radius], dim=-1)
+
+    # ------------------------------------------------------------------ SDS
+    def _resize(self, pixels: Tensor) -> Tensor:
+        size = self.config.resolution
+        if pixels.shape[-2:] == (size, size):
+            return pixels
+        return torch.nn.functional.interpolate(pixels, (size, size), mode="bilinear", align_corners=False)
+
+    def encode_render(self, renders: Float[Tensor, "b h w 3"]) -> Float[Tensor, "b 4 hl wl"]:
+        """Scaled VAE latents of renders in [0, 1], differentiable with respect to the renders."""
+        pixels = self._resize(renders.permute(0, 3, 1, 2)) * 2.0 - 1.0
+        posterior = self.vae.encode(pixels.to(self.dtype)).latent_dist
+        return posterior.sample() * self.latent_scale
+
+    @torch.no_grad()
+    def predict_noise(
+        self,
+        noisy_latents: Tensor,
+        timesteps: Tensor,
+        clip_embeds: Tensor,
+        condition_latents: Tensor,
+        pose: Tensor,
+    ) -> Tensor:
+        """Classifier-free guided noise estimate (conditional and unconditional halves in one UNet call)."""
+        camera = self.projection(torch.cat([clip_embeds, pose[:, None].to(clip_embeds.dtype)], dim=-1))
+        hidden = torch.cat([camera, torch.zeros_like(camera)])
+        concat = torch.cat([condition_latents, torch.zeros_like(condition_latents)])
+        model_in = torch.cat([torch.cat([noisy_latents] * 2), concat], dim=1).to(self.dtype)
+        noise = self.unet(model_in, torch.cat([timesteps] * 2), encoder_hidden_states=hidden).sample.float()
+        noise_cond, noise_uncond = noise.chunk(2)
+        return sds.guided_noise(noise_uncond, noise_cond, self.config.guidance_scale)
+
+    def sds_loss(
+        self,
+        renders: Float[Tensor, "b h w 3"],
+        clip_embeds: Tensor,
+        condition_latents: Tensor,
+        pose: Float[Tensor, "b 4"],
+        sds_step: int,
+        generator: Optional[torch.Generator] = None,
+    ) -> Float[Tensor, ""]:
+        """SDS loss of renders conditioned on images (``embed_condition``) and relative poses."""
+        latents = self.encode_render(renders).float()
+        low, high = self.config.schedule.timestep_range(sds_step, self.num_train_timesteps)
+        timesteps = torch.randint(low, high + 1, (latents.shape[0],), device=self.device, generator=generator)
+        noise = torch.randn(latents.shape, device=self.device, generator=generator)
+        alpha_bar = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+        noisy = alpha_bar.sqrt() * latents.detach() + (1.0 - alpha_bar).sqrt() * noise
+        noise_pred = self.predict_noise(noisy, timesteps, clip_embeds, condition_latents, pose.to(self.device))
+        weight = sds.sds_weight(self.alphas_cumprod, timesteps)
+        gradient = sds.sds_gradient(noise_pred, noise, weight, self.config.gradient_clip)
+        return sds.sds_loss(latents, gradient)
+
+
+def _load_parts(config: Zero123GuidanceConfig):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    projection_class = _camera_projection_class()
+    if config.weights == "random-init":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            unet = UNet2DConditionModel(**ZERO123_XL_UNET)  # type: ignore[arg-type]
+            vae = AutoencoderKL(**STABLE_DIFFUSION_VAE)  # type: ignore[arg-type]
+            image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VIT_L14))
+            projection = projection_class()
+        scheduler = DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+        )
+        return unet, vae, image_encoder, projection, scheduler
+    model_id = config.model_id
+    try:
+        unet = UNet2DConditionModel.from_pretrained(model_id, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(model_id, subfolder="vae")
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(model_id, subfolder="image_encoder")
+        projection = projection_class.from_pretrained(model_id, subfolder="clip_camera_projection")
+        scheduler = DDIMScheduler.from_pretrained(model_id, subfolder="scheduler")
+    except (OSError, ValueError) as err:
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise GuidanceWeightsUnavailable(
+            f"SDS needs the Zero123 model '{model_id}', which could not be loaded: {type(err).__name__}: "
+            f"{first_line}\nDownload it once with internet access (Hugging Face caches it), point "
+            "--pipeline.model.sds.model-id at a local copy in the diffusers layout, or train without SDS: "
+            "--pipeline.model.sds-weight 0 (or `ns-train ds4d-base`)."
+        ) from err
+    return unet, vae, image_encoder, projection, scheduler

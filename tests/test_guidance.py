@@ -1,0 +1,167 @@
+"""Generative priors: SDS maths, the timestep schedule, view anchoring, Zero123 loading on tiny
+offline parts, and the LPIPS loss with a random backbone."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from ds4d_ns import views
+from ds4d_ns.guidance import sds
+from ds4d_ns.guidance.anchoring import choose_condition, sample_sds_view
+from ds4d_ns.guidance.sds import TimestepSchedule
+from ds4d_ns.guidance.zero123 import GuidanceWeightsUnavailable, Zero123Guidance, Zero123GuidanceConfig
+from ds4d_ns.losses.perceptual import PerceptualWeightsUnavailable, build_lpips_vgg, lpips_distance
+
+PSEUDO_V12 = list(zip(views.ZERO123PP_V12_AZIMUTHS_DEG, views.ZERO123PP_V12_ELEVATIONS_DEG))
+
+
+# ---------------------------------------------------------------- SDS maths
+def test_sds_loss_gradient_is_the_weighted_noise_residual():
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(3, 4, 5, 5, generator=generator, requires_grad=True)
+    noise, predicted = torch.randn(2, 3, 4, 5, 5, generator=generator)
+    weight = torch.tensor([0.1, 0.5, 0.9])
+    gradient = sds.sds_gradient(predicted, noise, weight)
+    sds.sds_loss(latents, gradient).backward()
+    expected = weight.view(3, 1, 1, 1) * (predicted - noise) / 3
+    torch.testing.assert_close(latents.grad, expected)
+
+
+def test_sds_gradient_zeroes_non_finite_entries_and_clamps():
+    predicted = torch.tensor([[[[float("nan"), 5.0, -5.0, 0.2]]]])
+    gradient = sds.sds_gradient(predicted, torch.zeros_like(predicted), torch.ones(1), clip=1.0)
+    torch.testing.assert_close(gradient, torch.tensor([[[[0.0, 1.0, -1.0, 0.2]]]]))
+
+
+def test_guidance_weight_and_classifier_free_guidance():
+    alphas = torch.tensor([0.9, 0.5, 0.1])
+    torch.testing.assert_close(sds.sds_weight(alphas, torch.tensor([0, 2])), torch.tensor([0.1, 0.9]))
+    uncond, cond = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    torch.testing.assert_close(sds.guided_noise(uncond, cond, 5.0), torch.full((1, 1, 1, 1), 5.0))
+
+
+def test_timestep_range_anneals_linearly_over_the_first_steps():
+    schedule = TimestepSchedule()
+    assert schedule.fractions(0) == pytest.approx((0.5, 0.95))
+    assert schedule.fractions(1500) == pytest.approx((0.26, 0.725))
+    assert schedule.fractions(3000) == pytest.approx((0.02, 0.5))
+    assert schedule.fractions(10_000) == pytest.approx((0.02, 0.5))
+    assert schedule.timestep_range(0, 1000) == (500, 950)
+    assert schedule.timestep_range(3000, 1000) == (20, 500)
+
+
+# ---------------------------------------------------------------- anchoring
+def test_a_view_near_the_front_is_conditioned_on_the_input():
+    view = choose_condition(20.0, 12.0, PSEUDO_V12)
+    assert view.condition is None
+    assert (view.delta_azimuth_deg, view.delta_elevation_deg) == pytest.approx((20.0, 12.0))
+
+
+def test_a_side_view_is_conditioned_on_the_nearest_pseudo_view():
+    view = choose_condition(100.0, 0.0, PSEUDO_V12)
+    assert view.condition == 1  # azimuth 90, elevation -10
+    assert (view.delta_azimuth_deg, view.delta_elevation_deg) == pytest.approx((10.0, 10.0))
+    back = choose_condition(-170.0, 0.0, PSEUDO_V12)  # = azimuth 190
+    assert back.condition == 3  # azimuth 210, elevation -10 (closer than 150 at elevation 20)
+    assert (back.delta_azimuth_deg, back.delta_elevation_deg) == pytest.approx((-20.0, 10.0))
+    high = choose_condition(-40.0, 25.0, PSEUDO_V12)  # = azimuth 320
+    assert high.condition == 5  # azimuth 330, elevation -10: 36 degrees away, against 47 for (270, 20)
+    assert (high.delta_azimuth_deg, high.delta_elevation_deg) == pytest.approx((-10.0, 35.0))
+
+
+def test_forced_input_condition_uses_the_pose_relative_to_the_input():
+    view = choose_condition(150.0, -5.0, PSEUDO_V12, input_elevation_deg=10.0, use_input=True)
+    assert view.condition is None
+    assert (view.delta_azimuth_deg, view.delta_elevation_deg) == pytest.approx((150.0, -15.0))
+
+
+def test_sampled_views_stay_in_range_and_mix_conditions():
+    rng = random.Random(0)
+    samples = [sample_sds_view(rng, PSEUDO_V12) for _ in range(2000)]
+    assert all(-180.0 <= s.azimuth_deg < 180.0 and -30.0 <= s.elevation_deg <= 30.0 for s in samples)
+    on_input = sum(s.condition is None for s in samples) / len(samples)
+    # P(input) = P(|az| < 30) + P(|az| >= 30) * 0.6 = 1/6 + 5/6 * 0.6 = 2/3
+    assert on_input == pytest.approx(2 / 3, abs=0.04)
+
+
+# ---------------------------------------------------------------- Zero123
+def test_zero123_loads_from_the_diffusers_layout_and_gives_finite_gradients(tiny_zero123: Path):
+    guidance = Zero123Guidance(Zero123GuidanceConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
+    condition = torch.rand(2, 20, 20, 3)
+    embeds, latents = guidance.embed_condition(condition)
+    assert embeds.shape == (2, 1, 16) and latents.shape == (2, 4, 8, 8)
+    renders = torch.rand(2, 24, 24, 3, requires_grad=True)
+    pose = Zero123Guidance.pose_embedding(torch.tensor([10.0, -5.0]), torch.tensor([30.0, 180.0]))
+    loss = guidance.sds_loss(renders, embeds, latents, pose, sds_step=0, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and renders.grad is not None
+    assert torch.isfinite(renders.grad).all() and renders.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in guidance.unet.parameters())
+
+
+def test_zero123_sds_pushes_latents_along_the_guided_prediction(tiny_zero123: Path):
+    guidance = Zero123Guidance(Zero123GuidanceConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
+
+    class KnownUNet(torch.nn.Module):
+        """Predicts 1 for the conditional half and 0 for the unconditional half."""
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            half = sample.shape[0] // 2
+            out = torch.cat([torch.ones(half, 4, *sample.shape[2:]), torch.zeros(half, 4, *sample.shape[2:])])
+            return type("Output", (), {"sample": out})()
+
+    guidance.unet = KnownUNet()
+    latents = torch.randn(2, 4, 8, 8, requires_grad=True)
+    guidance.encode_render = lambda renders: latents  # type: ignore[method-assign]
+    generator = torch.Generator().manual_seed(3)
+    embeds, cond_latents = guidance.embed_condition(torch.rand(2, 16, 16, 3))
+    pose = Zero123Guidance.pose_embedding(torch.zeros(2), torch.zeros(2))
+    guidance.config.gradient_clip = None
+    guidance.sds_loss(torch.zeros(2, 16, 16, 3), embeds, cond_latents, pose, sds_step=0, generator=generator).backward()
+    replay = torch.Generator().manual_seed(3)
+    low, high = guidance.config.schedule.timestep_range(0, guidance.num_train_timesteps)
+    timesteps = torch.randint(low, high + 1, (2,), generator=replay)
+    noise = torch.randn(2, 4, 8, 8, generator=replay)
+    weight = (1.0 - guidance.alphas_cumprod[timesteps]).view(2, 1, 1, 1)
+    expected = weight * (5.0 - noise) / 2  # guided = 0 + 5 * (1 - 0); mean over the batch of 2
+    torch.testing.assert_close(latents.grad, expected)
+
+
+def test_zero123_pose_embedding_follows_zero123s_convention():
+    pose = Zero123Guidance.pose_embedding(torch.tensor([30.0]), torch.tensor([90.0]))
+    torch.testing.assert_close(pose, torch.tensor([[-torch.pi / 6, 1.0, 0.0, 0.0]]), atol=1e-6, rtol=0)
+
+
+def test_missing_zero123_weights_name_the_model_and_the_switch(tmp_path):
+    config = Zero123GuidanceConfig(model_id=str(tmp_path / "no-such-model"))
+    with pytest.raises(GuidanceWeightsUnavailable) as error:
+        Zero123Guidance(config, "cpu")
+    assert "no-such-model" in str(error.value) and "--pipeline.model.sds-weight 0" in str(error.value)
+
+
+# ---------------------------------------------------------------- LPIPS
+def test_lpips_with_a_random_backbone_is_zero_on_equal_images_and_positive_otherwise():
+    network = build_lpips_vgg("random-init")
+    images = torch.rand(2, 32, 32, 3)
+    same = lpips_distance(network, images, images)
+    different = lpips_distance(network, images, torch.rand(2, 32, 32, 3))
+    assert same.shape == (2,) and same.abs().max() < 1e-6
+    assert (different > same + 1e-4).all()
+
+
+def test_missing_vgg_weights_name_them_and_the_switch(tmp_path, monkeypatch):
+    import urllib.error
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(PerceptualWeightsUnavailable) as error:
+        build_lpips_vgg("pretrained")
+    assert "VGG16" in str(error.value) and "--pipeline.model.lpips-loss-weight 0" in str(error.value)
