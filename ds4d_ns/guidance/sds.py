@@ -63,7 +63,7 @@ def sds_gradient(
     weight: Float[Tensor, " b"],
     clip: float | None = None,
 ) -> Float[Tensor, "b c h w"]:
-    """``w(t) (eps_pred - eps)``; non-finite entries zeroed and, with ``clip``, each entry clamped to ``[-clip, clip]``."""
+    """``w(t) (eps_pred - eps)``, non-finite entries zeroed, each entry clamped to ``[-clip, clip]`` if given."""
     gradient = weight.view(-1, 1, 1, 1) * (noise_pred - noise)
     gradient = torch.nan_to_num(gradient, nan=0.0, posinf=0.0, neginf=0.0)
     if clip is not None:
