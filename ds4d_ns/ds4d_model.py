@@ -9,7 +9,8 @@ What changes from :class:`SplatfactoModel` and why:
   step and the rasteriser draws every view in one call (gsplat on CUDA, a pure-torch
   rasteriser elsewhere).
 * Losses are per view with per-role weights (the input video is the truth, pseudo views are
-  a generator's guesses), plus an alpha loss and the HexPlane regularisers.
+  a generator's guesses), plus an alpha loss and the HexPlane regularisers, and the paper's
+  generative priors: LPIPS (VGG) on the pseudo views and multi-view SDS with Zero123.
 
 Training has two stages: during the first ``static_stage_steps`` only the canonical Gaussians are
 fitted (the datamanager serves the middle frame); then the deformation field is switched on.
@@ -25,6 +26,7 @@ over with :meth:`Ds4dModel.attach_frame_features`; checkpoints carry them.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
@@ -48,12 +50,21 @@ from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.dsfd import ReferenceMode
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
+from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
 
 CANONICAL_TIME = 0.5
 """Time used for cameras without a time: the canonical Gaussians are the middle frame."""
+
+
+@dataclass
+class _TrainingPriors:
+    """Frozen networks used only by training losses, held outside the module tree."""
+
+    lpips: Optional[torch.nn.Module] = None
+    zero123: Optional[object] = None
 
 
 @dataclass
@@ -110,6 +121,26 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     time (a first, gradient-free deformation pass; about one more MLP evaluation per step)."""
     feature_extractor: FrameFeatureExtractorConfig = field(default_factory=FrameFeatureExtractorConfig)
     """Backbone, resolution and cache of the frame features."""
+    lpips_loss_weight: float = 0.0
+    """Weight of LPIPS (VGG) between renders and pseudo views (the paper uses 1.0; its VGG16 weights
+    are downloaded on first use). 0 turns the loss off."""
+    lpips_backbone: Literal["pretrained", "random-init"] = "pretrained"
+    """VGG weights of the LPIPS loss; random-init is for tests and timing only."""
+    sds_weight: float = 0.0
+    """Weight of multi-view SDS with Zero123 (lambda_1 of the paper, which uses 1.0); 0 turns it off."""
+    sds_pseudo_condition_weight: float = 5e-5
+    """alpha_1: scale of SDS samples conditioned on a pseudo view. The paper gives no value; this keeps
+    SDS's share of the loss at STAG4D's ratio to the photometric term (1 to 20000)."""
+    sds_input_condition_weight: float = 5e-5
+    """alpha_2: scale of SDS samples conditioned on the input frame."""
+    sds_input_probability: float = 0.6
+    """Probability of conditioning on the input frame when the SDS view is not near the front (STAG4D)."""
+    sds_elevation_range: float = 30.0
+    """SDS views sit at the input's elevation plus an offset uniform in [-range, range] degrees (STAG4D)."""
+    sds_seed: int = 0
+    """Seed of the SDS view sampling."""
+    sds: Zero123GuidanceConfig = field(default_factory=Zero123GuidanceConfig)
+    """Zero123 model, guidance scale, timestep schedule and render resolution of SDS."""
     eval_lpips: bool = True
     """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
     # Splatfacto fields whose defaults suit object-centric 4D generation better:
@@ -168,6 +199,8 @@ class Ds4dModel(SplatfactoModel):
             extra_feature_dim=self.config.feature_dim if self.config.frame_features != "none" else 0,
         )
         self.frame_point_features: Optional[FramePointFeatures] = None
+        self._priors = _TrainingPriors()
+        self._sds_rng = random.Random(self.config.sds_seed)
         # Splatfacto's parents read these; the camera optimizer is always "off" here.
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -225,6 +258,26 @@ class Ds4dModel(SplatfactoModel):
         if self.frame_point_features is not None and list(self.frame_point_features.parameters()):
             groups["feature_fusion"] = list(self.frame_point_features.parameters())
         return groups
+
+    # ------------------------------------------------------------------ generative priors
+    def setup_training_priors(self) -> None:
+        """Load the LPIPS backbone and Zero123 when their losses are on (at training set-up).
+
+        They are kept outside the module tree (not in checkpoints, not needed to render).
+
+        Raises:
+            PerceptualWeightsUnavailable, GuidanceWeightsUnavailable: weights missing; the message
+                names them and the switch that turns the loss off.
+        """
+        if self.config.lpips_loss_weight > 0:
+            from ds4d_ns.losses.perceptual import build_lpips_vgg
+
+            self._priors.lpips = build_lpips_vgg(self.config.lpips_backbone).to(self.device)
+        if self.config.sds_weight > 0:
+            from ds4d_ns.guidance.zero123 import Zero123Guidance
+
+            self._priors.zero123 = Zero123Guidance(self.config.sds, self.device)
+            CONSOLE.log(f"SDS guidance: {self.config.sds.describe()}")
 
     # ------------------------------------------------------------------ frame features
     def attach_frame_features(
@@ -323,7 +376,7 @@ class Ds4dModel(SplatfactoModel):
             for key in parts[0]
         }
 
-    def _render_at_time(self, camera: Cameras, time: float) -> Dict[str, Tensor]:
+    def _render_at_time(self, camera: Cameras, time: float, densify: bool = True) -> Dict[str, Tensor]:
         gaussians = self.gaussians_at(time)
         means, quats, scales = gaussians.means, gaussians.quats, gaussians.scales
         opacities, features_dc, features_rest = self.opacities, self.features_dc, self.features_rest
@@ -363,7 +416,7 @@ class Ds4dModel(SplatfactoModel):
             rasterize_mode=self.config.rasterize_mode,
             absgrad=self.config.use_absgrad,
         )
-        if self.training and torch.is_grad_enabled():  # densification statistics need gradients
+        if densify and self.training and torch.is_grad_enabled():  # densification statistics need gradients
             self.info = info
             self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, info)
         rgb = torch.clamp(render[..., :3] + (1.0 - alpha) * background, 0.0, 1.0)
@@ -422,12 +475,80 @@ class Ds4dModel(SplatfactoModel):
         loss_dict = {"rgb_loss": (self._view_weights(batch, pred.shape[0]) * per_view).mean()}
         if gt_alpha is not None and self.config.mask_loss_weight > 0:
             loss_dict["mask_loss"] = self.config.mask_loss_weight * (outputs["accumulation"] - gt_alpha).square().mean()
+        if self.training and self._priors.lpips is not None:
+            loss_dict.update(self._lpips_loss(pred, gt_rgb, batch))
+        if self.training and self.dynamic_stage and self._priors.zero123 is not None:
+            loss_dict.update(self._sds_loss(batch))
         if self.training and self.dynamic_stage:
             regularisers = self.deformation.hexplane.regularisers()
             loss_dict["plane_tv"] = self.config.plane_tv_weight * regularisers["plane_tv"]
             loss_dict["time_smoothness"] = self.config.time_smoothness_weight * regularisers["time_smoothness"]
             loss_dict["time_l1"] = self.config.time_l1_weight * regularisers["time_l1"]
         return loss_dict
+
+    def _lpips_loss(self, pred: Tensor, gt_rgb: Tensor, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """LPIPS between the pseudo views and their renders (the supplement's L_lpips)."""
+        from ds4d_ns.losses.perceptual import lpips_distance
+
+        roles = batch.get("role")
+        pseudo = (
+            roles.view(-1).to(self.device) == ROLE_CODES["pseudo"]
+            if roles is not None
+            else torch.ones(pred.shape[0], dtype=torch.bool, device=self.device)
+        )
+        if not bool(pseudo.any()):
+            return {}
+        assert self._priors.lpips is not None
+        distance = lpips_distance(self._priors.lpips, pred[pseudo], gt_rgb[pseudo]).mean()
+        return {"lpips_loss": self.config.lpips_loss_weight * distance}
+
+    def _sds_loss(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Multi-view SDS on one random view at the batch's time, anchored on the input or a pseudo view."""
+        from ds4d_ns.guidance.anchoring import sample_sds_view
+        from ds4d_ns.guidance.zero123 import Zero123Guidance
+        from ds4d_ns.rendering.orbit_cameras import orbit_cameras
+
+        guidance = self._priors.zero123
+        assert guidance is not None
+        roles = batch["role"].view(-1).tolist()
+        positions = batch["camera_to_worlds"][:, :3, 3].float()
+        radius = positions.norm(dim=-1)
+        elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
+        azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
+        input_index = roles.index(ROLE_CODES["input"])
+        pseudo_indices = [i for i, role in enumerate(roles) if role == ROLE_CODES["pseudo"]]
+        view = sample_sds_view(
+            self._sds_rng,
+            [(azimuths[i], elevations[i]) for i in pseudo_indices],
+            input_elevation_deg=elevations[input_index],
+            elevation_range_deg=self.config.sds_elevation_range,
+            input_probability=self.config.sds_input_probability,
+        )
+        condition_index = input_index if view.condition is None else pseudo_indices[view.condition]
+        time = float(batch["time"])
+        camera = orbit_cameras(
+            [view.azimuth_deg],
+            [time],
+            elevation_deg=view.elevation_deg,
+            radius=float(radius[input_index]),
+            resolution=self.config.sds.resolution,
+        ).to(self.device)
+        render = self._render_at_time(camera, time, densify=False)
+        white = torch.ones(3, device=self.device)
+        rgb = (render["rgb"] + (1.0 - render["accumulation"]) * (white - render["background"])).clamp(0, 1)  # on white
+        condition, _ = self._ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)
+        embeds, latents = guidance.embed_condition(condition)
+        pose = Zero123Guidance.pose_embedding(
+            torch.tensor([view.delta_elevation_deg]), torch.tensor([view.delta_azimuth_deg])
+        )
+        sds_step = self.step - self.config.static_stage_steps
+        alpha = (
+            self.config.sds_input_condition_weight
+            if view.condition is None
+            else self.config.sds_pseudo_condition_weight
+        )
+        loss = guidance.sds_loss(rgb, embeds, latents, pose, sds_step)
+        return {"sds_loss": self.config.sds_weight * alpha * loss}
 
     def _lpips_metric(self) -> Optional[torch.nn.Module]:
         """LPIPS (VGG) built on first use; None, said once, when its weights cannot be loaded."""

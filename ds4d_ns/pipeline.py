@@ -39,8 +39,17 @@ class Ds4dPipeline(VanillaPipeline):
         from ds4d_ns.ds4d_model import Ds4dModel
 
         model = self.model
-        if test_mode == "val" and isinstance(model, Ds4dModel) and model.config.frame_features != "none":
-            self._attach_frame_features(model, device)
+        if test_mode == "val" and isinstance(model, Ds4dModel):
+            model.setup_training_priors()  # LPIPS / Zero123 weights: fail now, before any long work
+            if model.config.frame_features != "none":
+                self._attach_frame_features(model, device)
+
+    def get_train_loss_dict(self, step: int):
+        from ds4d_ns.trainer import check_finite_losses
+
+        outputs, loss_dict, metrics_dict = super().get_train_loss_dict(step)
+        check_finite_losses(loss_dict, step)
+        return outputs, loss_dict, metrics_dict
 
     def _attach_frame_features(self, model, device: str) -> None:
         from ds4d_ns.features.frame_features import (

@@ -81,4 +81,8 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         images = torch.stack([self.cached_train[i]["image"] for i in image_indices]).to(self.device)
         cameras = self.train_dataset.cameras[torch.tensor(image_indices)].to(self.device)
         roles = cameras.metadata["role"].view(-1) if cameras.metadata else None
-        return cameras, {"image": images, "image_idx": torch.tensor(image_indices), "role": roles}
+        batch = {"image": images, "image_idx": torch.tensor(image_indices), "role": roles}
+        # The generative priors condition on the views of this time and need their poses.
+        batch["camera_to_worlds"] = cameras.camera_to_worlds
+        batch["time"] = cameras.times.view(-1)[0] if cameras.times is not None else None
+        return cameras, batch
