@@ -25,7 +25,6 @@ from typing import Literal
 from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
@@ -33,6 +32,7 @@ from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.fields.tssf import FusionMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
+from ds4d_ns.trainer import Ds4dTrainerConfig
 from ds4d_ns.schedulers import LogLinearDecaySchedulerConfig
 
 
@@ -50,7 +50,8 @@ def make_ds4d_config(
     cpu: bool = False,
     frame_features: Literal["none", "frame", "dsfd"] = "dsfd",
     fusion: FusionMode = "da",
-) -> TrainerConfig:
+    priors: bool = False,
+) -> Ds4dTrainerConfig:
     """Trainer configuration of a ds4d method.
 
     Args:
@@ -60,6 +61,8 @@ def make_ds4d_config(
         cpu: small configuration for machines without CUDA (quarter-size images, CPU device).
         frame_features: none, frame (no decoupling) or dsfd.
         fusion: front, mean, ga or da (used when there are frame features).
+        priors: the paper's generative priors: LPIPS (VGG) on pseudo views, and multi-view SDS with
+            Zero123 on a GPU (on a CPU a Zero123 step takes seconds: SDS stays off there).
     """
     total = static_steps + dynamic_steps
     deformation_lr_scale = 2.0 if cpu else 1.0
@@ -75,6 +78,8 @@ def make_ds4d_config(
         frame_features=frame_features,
         feature_fusion=fusion,
         feature_extractor=FrameFeatureExtractorConfig(image_size=448 if not cpu else 224),
+        lpips_loss_weight=1.0 if priors else 0.0,
+        sds_weight=1.0 if priors and not cpu else 0.0,
     )
     datamanager = Ds4dDatamanagerConfig(
         dataparser=Ds4dDataParserConfig(),
@@ -82,7 +87,7 @@ def make_ds4d_config(
         cache_images_type="uint8",
         camera_res_scale_factor=1.0 if not cpu else 0.25,
     )
-    return TrainerConfig(
+    return Ds4dTrainerConfig(
         method_name=method_name,
         steps_per_eval_image=500 if not cpu else 100,
         steps_per_eval_batch=0,

@@ -277,3 +277,72 @@ def test_ds4d_export_writes_one_splat_ply_per_time(trained_run: TrainedRun, tmp_
     np.testing.assert_array_equal(first["opacity"], last["opacity"])  # opacity is not deformed
     moved = np.abs(np.asarray(first["x"]) - np.asarray(last["x"])).max()
     assert moved > 0  # positions are deformed by time
+
+
+def test_lpips_and_sds_train_and_stay_finite(scene, tiny_dinov2, tiny_zero123, tmp_path):
+    config = small_config(scene, tmp_path, tiny_dinov2, 2, 4, "priors", priors=True)
+    model_config = config.pipeline.model
+    assert model_config.lpips_loss_weight == 1.0 and model_config.sds_weight == 0.0  # CPU: SDS off by default
+    model_config.lpips_backbone = "random-init"
+    model_config.sds_weight = 1.0
+    model_config.sds_pseudo_condition_weight = model_config.sds_input_condition_weight = 1.0
+    model_config.sds.model_id = str(tiny_zero123)
+    model_config.sds.resolution = 16
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    model = trainer.pipeline.model
+    losses: List[Dict[str, float]] = []
+    get_loss_dict = model.get_loss_dict
+
+    def recording(outputs, batch, metrics_dict=None):
+        loss_dict = get_loss_dict(outputs, batch, metrics_dict)
+        losses.append({key: float(value) for key, value in loss_dict.items()})
+        return loss_dict
+
+    model.get_loss_dict = recording
+    canonical = model.means.detach().clone()
+    trainer.train()
+    assert all("lpips_loss" in step for step in losses)
+    assert ["sds_loss" in step for step in losses] == [False, False, True, True, True, True]
+    assert all(np.isfinite(list(step.values())).all() for step in losses)
+    assert torch.isfinite(model.means).all() and not torch.equal(model.means.detach(), canonical[: len(model.means)])
+
+
+def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tmp_path):
+    config = small_config(scene, tmp_path, tiny_dinov2, 0, 1, "sds-grad", frame_features="none")
+    config.pipeline.model.sds_weight = 1.0
+    config.pipeline.model.sds.model_id = str(tiny_zero123)
+    config.pipeline.model.sds.resolution = 16
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    model = trainer.pipeline.model
+    model.train()
+    cameras, batch = trainer.pipeline.datamanager.next_train(0)
+    sds_only = model._sds_loss(batch)["sds_loss"]
+    sds_only.backward()
+    assert model.gauss_params["features_dc"].grad is not None
+    assert model.gauss_params["features_dc"].grad.abs().sum() > 0
+
+
+def test_a_non_finite_loss_stops_training_with_a_checkpoint(scene, tiny_dinov2, tmp_path):
+    from ds4d_ns.trainer import NonFiniteLossError
+
+    config = small_config(scene, tmp_path, tiny_dinov2, 2, 6, "nan", frame_features="none")
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    model = trainer.pipeline.model
+    get_loss_dict = model.get_loss_dict
+
+    def poisoned(outputs, batch, metrics_dict=None):
+        loss_dict = get_loss_dict(outputs, batch, metrics_dict)
+        if model.training and model.step >= 4:
+            loss_dict["rgb_loss"] = loss_dict["rgb_loss"] * float("nan")
+        return loss_dict
+
+    model.get_loss_dict = poisoned
+    with pytest.raises(NonFiniteLossError, match="step 4.*rgb_loss"):
+        trainer.train()
+    checkpoint = trainer.checkpoint_dir / "step-000000004.ckpt"
+    assert checkpoint.is_file()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
+    assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
