@@ -32,8 +32,8 @@ from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.fields.tssf import FusionMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
-from ds4d_ns.trainer import Ds4dTrainerConfig
 from ds4d_ns.schedulers import LogLinearDecaySchedulerConfig
+from ds4d_ns.trainer import Ds4dTrainerConfig
 
 
 def _adam(lr: float, max_steps: int, lr_final: float | None = None) -> dict:
