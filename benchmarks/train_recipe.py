@@ -98,6 +98,12 @@ def main() -> None:
     parser.add_argument("--deformation-lr-scale", type=float, default=1.0, help="multiply the deformation lrs")
     parser.add_argument("--method", choices=["ds4d", "ds4d-ga", "ds4d-base"], default="ds4d")
     parser.add_argument("--feature-weights", choices=["pretrained", "random-init"], default="pretrained")
+    parser.add_argument(
+        "--priors",
+        choices=["off", "pretrained", "random-init"],
+        default="off",
+        help="LPIPS (VGG) + Zero123 SDS; random-init builds full-size networks with random weights (timing only)",
+    )
     args = parser.parse_args()
 
     import gsplat
@@ -126,6 +132,11 @@ def main() -> None:
         method_name=args.method, static_steps=args.static_steps, dynamic_steps=args.dynamic_steps, **method_args
     )
     config.pipeline.model.feature_extractor.weights = args.feature_weights
+    if args.priors != "off":
+        config.pipeline.model.lpips_loss_weight = 1.0
+        config.pipeline.model.lpips_backbone = args.priors
+        config.pipeline.model.sds_weight = 1.0
+        config.pipeline.model.sds.weights = args.priors
     config.output_dir = args.workdir / "outputs"
     config.experiment_name = f"{data.name}-{args.tag}"
     config.timestamp = "bench"
@@ -201,6 +212,10 @@ def main() -> None:
         "frame_features": model_config.frame_features,
         "feature_fusion": model_config.feature_fusion if model_config.frame_features != "none" else None,
         "feature_backbone": features,
+        "priors": "off" if args.priors == "off" else f"LPIPS VGG ({args.priors}) + SDS {model_config.sds.describe()}",
+        "median_static_step_ms": round(sorted(step_ms[: args.static_steps])[args.static_steps // 2], 2)
+        if args.static_steps
+        else None,
         "model_overrides": args.model_set,
         "deformation_lr_scale": args.deformation_lr_scale,
         "eval": {key: round(float(value), 4) for key, value in metrics.items()},
