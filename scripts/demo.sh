@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up (idempotent), then the main job on the embedded sample: generate it with ds4d-synth,
 # train (ds4d on a CUDA GPU, the small ds4d-cpu configuration otherwise; ds4d-base / ds4d-base-cpu,
-# without frame features, when the DINOv2 weights cannot be downloaded), evaluate on the held-out
-# views, render front/right/back/left and orbit videos, and export one splat PLY per time step.
+# which need no pretrained weights, when DINOv2, VGG16 or Zero123 cannot be downloaded),
+# evaluate on the held-out views, render front/right/back/left and orbit videos, and export one splat PLY per time step.
 # A rerun reuses the sample and a finished training run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +18,10 @@ else
   echo "[demo] no CUDA GPU: training the small CPU configuration ($method)"
 fi
 if [ -z "$(ls outputs/ds4d-sample-"$scene"/"$method"/demo/nerfstudio_models/step-*.ckpt 2>/dev/null)" ] &&
-  ! python -m ds4d_ns.features.backbone facebook/dinov2-small; then
+  ! python -m ds4d_ns.weights "$method"; then
+  echo "[demo] pretrained weights that $method needs cannot be downloaded here (see above):" \
+    "training ${method/ds4d/ds4d-base} instead (no frame features, no LPIPS/SDS priors; needs no pretrained weights)"
   method=${method/ds4d/ds4d-base}
-  echo "[demo] the DINOv2 weights (facebook/dinov2-small) cannot be downloaded here:" \
-    "training $method instead (no frame features; everything else is the same)"
 fi
 run=outputs/ds4d-sample-$scene/$method/demo
 config=$run/config.yml

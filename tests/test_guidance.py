@@ -165,3 +165,28 @@ def test_missing_vgg_weights_name_them_and_the_switch(tmp_path, monkeypatch):
     with pytest.raises(PerceptualWeightsUnavailable) as error:
         build_lpips_vgg("pretrained")
     assert "VGG16" in str(error.value) and "--pipeline.model.lpips-loss-weight 0" in str(error.value)
+
+
+def test_weights_check_lists_every_missing_model_and_passes_with_local_ones(
+    tiny_dinov2: Path, tiny_zero123: Path, tmp_path, monkeypatch
+):
+    import urllib.error
+
+    from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
+    from ds4d_ns.weights import missing_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    model = make_ds4d_config(priors=True).pipeline.model
+    problems = missing_weights(model)
+    assert len(problems) == 3
+    assert "facebook/dinov2-small" in problems[0] and "VGG16" in problems[1] and "zero123" in problems[2]
+    model.feature_extractor.model_id = str(tiny_dinov2)
+    model.lpips_backbone = "random-init"
+    model.sds.model_id = str(tiny_zero123)
+    assert missing_weights(model) == []
+    assert missing_weights(make_ds4d_config(frame_features="none").pipeline.model) == []

@@ -128,22 +128,3 @@ def patch_features(
     tokens = backbone(pixel_values=pixels.to(device=parameter.device, dtype=parameter.dtype)).last_hidden_state
     patches = tokens[:, -rows * cols :]  # the patch tokens come last, after class/register tokens
     return patches.reshape(pixels.shape[0], rows, cols, -1)
-
-
-def _check_available() -> None:
-    """``python -m ds4d_ns.features.backbone [MODEL_ID]``: exit 0 if the weights load, else say why and exit 1."""
-    import sys
-
-    from nerfstudio.utils.rich_utils import CONSOLE
-
-    config = FrameFeatureExtractorConfig(model_id=sys.argv[1]) if len(sys.argv) > 1 else FrameFeatureExtractorConfig()
-    try:
-        load_backbone(config, "cpu")
-    except FeatureBackboneUnavailable as err:
-        CONSOLE.print(f"[yellow]{err}")
-        sys.exit(1)
-    CONSOLE.print(f"{config.describe()}: weights available")
-
-
-if __name__ == "__main__":
-    _check_available()
