@@ -129,13 +129,15 @@ def main() -> None:
 
     method_args = {"ds4d": {}, "ds4d-ga": {"fusion": "ga"}, "ds4d-base": {"frame_features": "none"}}[args.method]
     config = make_ds4d_config(
-        method_name=args.method, static_steps=args.static_steps, dynamic_steps=args.dynamic_steps, **method_args
+        method_name=args.method,
+        static_steps=args.static_steps,
+        dynamic_steps=args.dynamic_steps,
+        priors=args.priors != "off" and args.method != "ds4d-base",
+        **method_args,
     )
     config.pipeline.model.feature_extractor.weights = args.feature_weights
     if args.priors != "off":
-        config.pipeline.model.lpips_loss_weight = 1.0
         config.pipeline.model.lpips_backbone = args.priors
-        config.pipeline.model.sds_weight = 1.0
         config.pipeline.model.sds.weights = args.priors
     config.output_dir = args.workdir / "outputs"
     config.experiment_name = f"{data.name}-{args.tag}"

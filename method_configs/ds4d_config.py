@@ -1,18 +1,19 @@
 """Method configurations of the ds4d plugin, all made by one factory.
 
 ``ds4d``           DS4D-DA: DSFD-decoupled DINOv2 frame features fused by distance-aware TSSF, the
-                   paper's schedule (1000 static + 6000 dynamic steps) on a GPU.
+                   LPIPS and Zero123 SDS priors, the paper's schedule (1000 static + 6000 dynamic
+                   steps) on a GPU.
 ``ds4d-ga``        DS4D-GA: the same with global-aware fusion.
-``ds4d-base``      no frame features (HexPlane deformation only): needs no pretrained weights.
+``ds4d-base``      no frame features and no priors (HexPlane deformation only): needs no pretrained weights.
 ``ds4d-cpu``       ``ds4d`` small enough for machines without CUDA: quarter-size images, a short
-                   schedule, features at 224 px.
+                   schedule, features at 224 px, LPIPS but no SDS.
 ``ds4d-base-cpu``  ``ds4d-base`` at that size.
 
 The paper's ablation rows are switches of the model config (see ``make_ds4d_config``):
-A: ``--pipeline.model.frame-features none --pipeline.model.random-init True``;
-B: ``--pipeline.model.frame-features none`` (``ds4d-base``);
-D: ``frame-features frame, feature-fusion front``; E: ``dsfd, front``; F: ``dsfd, mean``;
-G: ``dsfd, ga`` (``ds4d-ga``); H: ``dsfd, da`` (``ds4d``). Row C (LPIPS loss) belongs to the priors.
+A: ``ds4d-base --pipeline.model.random-init True``; B: ``ds4d-base``; C: B with
+``--pipeline.model.lpips-loss-weight 1``; D: ``ds4d`` with ``frame-features frame, feature-fusion
+front``; E: ``dsfd, front``; F: ``dsfd, mean``; G: ``ds4d-ga``; H: ``ds4d``. (Add
+``--pipeline.model.sds-weight 1`` to A-C to keep SDS in every row, as the paper's baseline has it.)
 
 This module is an entry point that nerfstudio imports on every ``ns-train``: it imports only
 configuration classes (the heavy parts load when a model is built).
@@ -50,7 +51,7 @@ def make_ds4d_config(
     cpu: bool = False,
     frame_features: Literal["none", "frame", "dsfd"] = "dsfd",
     fusion: FusionMode = "da",
-    priors: bool = False,
+    priors: bool = True,
 ) -> Ds4dTrainerConfig:
     """Trainer configuration of a ds4d method.
 
@@ -132,8 +133,8 @@ ds4d_ga_method = MethodSpecification(
 )
 
 ds4d_base_method = MethodSpecification(
-    config=make_ds4d_config(method_name="ds4d-base", frame_features="none"),
-    description="ds4d without frame features: HexPlane deformation only, no pretrained weights needed",
+    config=make_ds4d_config(method_name="ds4d-base", frame_features="none", priors=False),
+    description="ds4d without frame features or priors: HexPlane deformation only, no pretrained weights needed",
 )
 
 ds4d_cpu_method = MethodSpecification(
@@ -142,6 +143,6 @@ ds4d_cpu_method = MethodSpecification(
 )
 
 ds4d_base_cpu_method = MethodSpecification(
-    config=make_ds4d_config(method_name="ds4d-base-cpu", frame_features="none", **_CPU_SCHEDULE),
+    config=make_ds4d_config(method_name="ds4d-base-cpu", frame_features="none", priors=False, **_CPU_SCHEDULE),
     description="ds4d-base at low resolution with a short schedule, for machines without CUDA",
 )

@@ -190,4 +190,4 @@ def test_weights_check_lists_every_missing_model_and_passes_with_local_ones(
     model.lpips_backbone = "random-init"
     model.sds.model_id = str(tiny_zero123)
     assert missing_weights(model) == []
-    assert missing_weights(make_ds4d_config(frame_features="none").pipeline.model) == []
+    assert missing_weights(make_ds4d_config(frame_features="none", priors=False).pipeline.model) == []

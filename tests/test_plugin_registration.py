@@ -18,6 +18,11 @@ def test_method_and_dataparser_are_discovered():
     assert models["ds4d-base"].frame_features == "none"
     assert models["ds4d-cpu"].frame_features == "dsfd"
     assert models["ds4d"].feature_extractor.weights == "pretrained"  # random weights are never a default
+    assert (models["ds4d"].lpips_loss_weight, models["ds4d"].sds_weight) == (1.0, 1.0)
+    assert (models["ds4d-ga"].lpips_loss_weight, models["ds4d-ga"].sds_weight) == (1.0, 1.0)
+    assert (models["ds4d-cpu"].lpips_loss_weight, models["ds4d-cpu"].sds_weight) == (1.0, 0.0)
+    assert (models["ds4d-base"].lpips_loss_weight, models["ds4d-base"].sds_weight) == (0.0, 0.0)
+    assert models["ds4d"].sds.weights == "pretrained" and models["ds4d"].lpips_backbone == "pretrained"
     dataparsers, _ = discover_dataparsers()
     assert "ds4d-data" in dataparsers
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParser, Ds4dDataParserConfig

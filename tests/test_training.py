@@ -44,6 +44,7 @@ def small_config(
     data: Path, output_dir: Path, dinov2: Path, static_steps: int, dynamic_steps: int, timestamp: str, **factory_args
 ):
     """A CPU ds4d configuration at 32 px with the tiny DINOv2 as frame-feature backbone."""
+    factory_args.setdefault("priors", False)  # LPIPS needs VGG weights: on only where a test sets it up
     config = make_ds4d_config(
         method_name="ds4d-cpu", static_steps=static_steps, dynamic_steps=dynamic_steps, cpu=True, **factory_args
     )
