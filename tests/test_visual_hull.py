@@ -1,0 +1,99 @@
+"""Visual hull initial points: carving maths on a known sphere, and the hull of a ds4d-synth scene."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ds4d_ns import views
+from ds4d_ns.process.visual_hull import carve, occupancy_iou, sample_surface_points, surface_voxels, voxel_centres
+from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
+
+
+def _cameras(layout, size):
+    viewmats = opengl_c2w_to_opencv_viewmat(torch.stack([views.orbit_c2w(v) for v in layout]).float())
+    intrinsics = []
+    for view in layout:
+        focal = views.focal_from_fov(view.fov_deg, size)
+        intrinsics.append(torch.tensor([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]]))
+    return viewmats, torch.stack(intrinsics)
+
+
+def _sphere_masks(layout, size, radius):
+    """Exact silhouettes of a sphere at the origin (a disc of angular radius asin(r / d))."""
+    masks = []
+    for view in layout:
+        focal = views.focal_from_fov(view.fov_deg, size)
+        disc = focal * math.tan(math.asin(radius / view.radius))
+        ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+        masks.append((((xs - size / 2) ** 2 + (ys - size / 2) ** 2) <= disc**2).float())
+    return masks
+
+
+def test_hull_of_a_sphere_seen_from_many_sides_is_close_to_the_sphere():
+    layout = [views.input_view(), *views.zero123pp_v12_views()]
+    layout += [views.OrbitView(az, 80.0, 2.0, 49.1) for az in (0.0, 120.0, 240.0)]  # from above too
+    viewmats, intrinsics = _cameras(layout, 96)
+    grid = carve(_sphere_masks(layout, 96, 0.4), viewmats, intrinsics, half_extent=0.6, resolution=48)
+    truth = grid.centres.norm(dim=-1) <= 0.4
+    assert occupancy_iou(grid.occupied, truth) > 0.85
+    assert (truth & ~grid.occupied).sum() <= 0.03 * truth.sum()  # the hull contains the object (up to pixel rounding)
+
+
+def test_a_voxel_outside_any_view_is_carved():
+    layout = [views.input_view()]
+    viewmats, intrinsics = _cameras(layout, 32)
+    grid = carve([torch.ones(32, 32)], viewmats, intrinsics, half_extent=3.0, resolution=24)
+    far_corner = grid.centres[0, 0, 0]
+    assert not grid.occupied[0, 0, 0], f"{far_corner} should be outside the input camera's frustum"
+    assert grid.occupied.any()
+
+
+def test_surface_voxels_of_a_solid_cube_are_its_shell():
+    centres = voxel_centres(1.0, 6)
+    from ds4d_ns.process.visual_hull import HullGrid
+
+    grid = HullGrid(torch.ones(6, 6, 6, dtype=torch.bool), centres)
+    shell = surface_voxels(grid)
+    assert int(shell.sum()) == 6**3 - 4**3
+    points = sample_surface_points(grid, 50, seed=1)
+    assert points.shape == (50, 3) and points.abs().max() <= 1.0
+
+
+def test_an_empty_hull_is_an_error():
+    from ds4d_ns.process.visual_hull import HullGrid
+
+    empty = HullGrid(torch.zeros(4, 4, 4, dtype=torch.bool), voxel_centres(1.0, 4))
+    with pytest.raises(ValueError, match="empty"):
+        sample_surface_points(empty, 10)
+
+
+def test_hull_of_a_synth_scene_overlaps_the_true_shape(tmp_path: Path):
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+    from ds4d_ns.scripts.synth import SynthConfig
+    from ds4d_ns.scripts.synth import main as synth_main
+    from ds4d_ns.synth.scenes import windmill
+
+    data = tmp_path / "windmill"
+    synth_main(SynthConfig(output=data, scene="windmill", frames=3, resolution=96, seed=0, num_points=200))
+    outputs = Ds4dDataParserConfig(data=data).setup().get_dataparser_outputs("train")
+    cameras = outputs.cameras
+    middle = cameras.metadata["frame_index"].view(-1) == 1
+    from PIL import Image
+
+    masks = [
+        torch.from_numpy(np.asarray(Image.open(outputs.image_filenames[i]).convert("RGBA"))[..., 3] / 255.0).float()
+        for i in torch.nonzero(middle).view(-1).tolist()
+    ]
+    viewmats = opengl_c2w_to_opencv_viewmat(cameras.camera_to_worlds[middle])
+    grid = carve(masks, viewmats, cameras.get_intrinsics_matrices()[middle], half_extent=0.8, resolution=64)
+    time = float(cameras.times[middle][0])
+    truth = windmill().distance(grid.centres.reshape(-1, 3), time).reshape(grid.occupied.shape) < 0
+    iou = occupancy_iou(grid.occupied, truth)
+    print(f"visual hull IoU on windmill (7 views, 64^3): {iou:.3f}")
+    assert iou > 0.5
+    assert (truth & ~grid.occupied).sum() <= 0.05 * truth.sum()  # the hull keeps (nearly) all of the object
