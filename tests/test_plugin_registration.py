@@ -58,3 +58,18 @@ def test_cli_configs_have_help_for_every_field():
             if name.startswith("_"):
                 continue
             assert docstrings.get_field_docstring(config, name, ()), f"{config.__name__}.{name} has no docstring"
+
+
+def test_every_subpackage_is_listed_for_installation():
+    """setuptools installs only the packages named in pyproject.toml: a missing one breaks non-editable installs."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(("ds4d_ns",) + init.parent.relative_to(root / "ds4d_ns").parts)
+        for init in (root / "ds4d_ns").rglob("__init__.py")
+    }
+    on_disk |= {f"ds4d_ns.{folder}" for folder in ("method_configs", "dataparsers")}
+    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
