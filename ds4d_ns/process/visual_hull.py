@@ -77,9 +77,7 @@ def occupancy_iou(a: Bool[Tensor, "..."], b: Bool[Tensor, "..."]) -> float:
     return float((a & b).sum() / union) if union > 0 else 1.0
 
 
-def sample_surface_points(
-    grid: HullGrid, count: int, jitter: bool = True, seed: int = 0
-) -> Float[Tensor, "n 3"]:
+def sample_surface_points(grid: HullGrid, count: int, jitter: bool = True, seed: int = 0) -> Float[Tensor, "n 3"]:
     """Up to ``count`` points on the hull's surface voxels, jittered within their voxel."""
     centres = grid.centres[surface_voxels(grid)]
     if centres.shape[0] == 0:
