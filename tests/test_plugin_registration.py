@@ -62,8 +62,9 @@ def test_cli_configs_have_help_for_every_field():
 
 def test_every_subpackage_is_listed_for_installation():
     """setuptools installs only the packages named in pyproject.toml: a missing one breaks non-editable installs."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
