@@ -167,3 +167,69 @@ def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
 def tiny_zero123(tmp_path_factory) -> Path:
     """Folder of a tiny random Zero123, usable as ``sds.model_id``."""
     return save_tiny_zero123(tmp_path_factory.mktemp("tiny_zero123"))
+
+
+def save_tiny_zero123plus(folder: Path, seed: int = 0) -> Path:
+    """Zero123++ parts of the real classes with tiny sizes, in the release's folder layout."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    from ds4d_ns.process.zero123plus import _offline_tokenizer
+
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+    ).save_pretrained(folder / "vae")
+    CLIPTextModel(
+        CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=8)
+    ).save_pretrained(folder / "text_encoder")
+    _offline_tokenizer(CLIPTokenizer).save_pretrained(folder / "tokenizer")
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            patch_size=14,
+            image_size=28,
+            projection_dim=16,
+        )
+    ).save_pretrained(folder / "vision_encoder")
+    EulerAncestralDiscreteScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
+    ).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"ramping_coefficients": [i / 76 for i in range(77)]}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_zero123plus(tmp_path_factory) -> Path:
+    """Folder of a tiny random Zero123++, usable as ``Zero123PlusConfig.model_id``."""
+    return save_tiny_zero123plus(tmp_path_factory.mktemp("tiny_zero123plus"))
