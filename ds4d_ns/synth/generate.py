@@ -16,7 +16,6 @@ so an image on disk is complete). Nothing outside the output folder is touched, 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from ds4d_ns.data.dataset_format import (
     write_ply_points_atomic,
     write_png_atomic,
 )
+from ds4d_ns.io.output_folder import prepare_output_dir
 from ds4d_ns.synth.raymarch import Rays, camera_rays, render_rays, sdf_gradient, shade
 from ds4d_ns.synth.scenes import Scene, get_scene
 
@@ -228,36 +228,6 @@ def sample_surface_points(
     return points + noise * torch.randn(points.shape, generator=generator), colours
 
 
-def prepare_output_dir(out: Path, settings: Dict[str, Any], force: bool) -> bool:
-    """Check that ``out`` may be written; return whether images already there can be reused.
-
-    Raises:
-        FileExistsError: ``out`` holds anything other than an earlier run with the same settings
-            and ``force`` is off.
-    """
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    manifest = out / MANIFEST_NAME
-    previous = None
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = None
-    if previous == settings:
-        return True
-    if force:
-        CONSOLE.log(f"[yellow]--force: writing into non-empty {out}; every file of this run is rewritten")
-        return False
-    if previous is None:
-        reason = "it is not empty and is not a ds4d-synth output"
-    else:
-        reason = f"it holds a ds4d-synth output with different settings ({previous.get('settings')})"
-    raise FileExistsError(f"refusing to write into {out}: {reason}. Pick another folder or pass --force.")
-
-
 def generate_dataset(
     out: Path,
     scene: str = "windmill",
@@ -294,7 +264,7 @@ def generate_dataset(
             "steps": steps,
         },
     }
-    resume = prepare_output_dir(out, settings, force)
+    resume = prepare_output_dir(out, MANIFEST_NAME, settings, force, GENERATOR_NAME)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MANIFEST_NAME, settings)
     CONSOLE.log(
