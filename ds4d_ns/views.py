@@ -39,6 +39,8 @@ ZERO123PP_V12_AZIMUTHS_DEG: Tuple[float, ...] = (30.0, 90.0, 150.0, 210.0, 270.0
 """Zero123++ output azimuths, relative to the input view, in tile order (row-major 3 x 2 grid)."""
 ZERO123PP_V12_ELEVATIONS_DEG: Tuple[float, ...] = (20.0, -10.0, 20.0, -10.0, 20.0, -10.0)
 """Zero123++ v1.2 absolute elevations, matching ``ZERO123PP_V12_AZIMUTHS_DEG``."""
+ZERO123PP_V11_ELEVATIONS_DEG: Tuple[float, ...] = (30.0, -20.0, 30.0, -20.0, 30.0, -20.0)
+"""Zero123++ v1.1 absolute elevations (same azimuths as v1.2)."""
 ZERO123PP_V12_FOV_DEG = 30.0
 """Zero123++ v1.2 output field of view in degrees."""
 CONSISTENT4D_EVAL_AZIMUTHS_DEG: Tuple[float, ...] = (-75.0, 15.0, 105.0, 195.0)
@@ -114,6 +116,19 @@ def zero123pp_v12_views() -> Tuple[OrbitView, ...]:
     return tuple(
         OrbitView(az, el, radius, ZERO123PP_V12_FOV_DEG)
         for az, el in zip(ZERO123PP_V12_AZIMUTHS_DEG, ZERO123PP_V12_ELEVATIONS_DEG)
+    )
+
+
+def zero123pp_views(version: str = "v1.2") -> Tuple[OrbitView, ...]:
+    """The six pseudo views of a Zero123++ release. v1.1 fixes no field of view; we assume v1.2's 30 degrees."""
+    if version == "v1.2":
+        return zero123pp_v12_views()
+    if version != "v1.1":
+        raise ValueError(f"unknown Zero123++ version {version!r} (v1.1 or v1.2)")
+    radius = framing_radius(ZERO123PP_V12_FOV_DEG)
+    return tuple(
+        OrbitView(az, el, radius, ZERO123PP_V12_FOV_DEG)
+        for az, el in zip(ZERO123PP_V12_AZIMUTHS_DEG, ZERO123PP_V11_ELEVATIONS_DEG)
     )
 
 
