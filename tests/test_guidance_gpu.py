@@ -34,3 +34,17 @@ def test_lpips_on_cuda_matches_the_cpu():
     expected = lpips_distance(network, a, b)
     got = lpips_distance(network.cuda(), a.cuda(), b.cuda()).cpu()
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_zero123plus_in_fp16_on_cuda_gives_finite_views(tiny_zero123plus: Path):
+    from ds4d_ns.process.zero123plus import AnchorCache, Zero123PlusConfig, Zero123PlusPipeline
+
+    config = Zero123PlusConfig(
+        model_id=str(tiny_zero123plus), num_inference_steps=3, tile_size=16, temporal_anchor=True
+    )
+    pipeline = Zero123PlusPipeline.load(config, "cuda")
+    cache = AnchorCache()
+    first = pipeline(torch.rand(1, 24, 24, 3, device="cuda"), anchor=cache)
+    later = pipeline(torch.rand(2, 24, 24, 3, device="cuda"), anchor=cache)
+    assert first.shape == (1, 6, 16, 16, 3) and later.shape == (2, 6, 16, 16, 3)
+    assert torch.isfinite(later).all()
