@@ -147,3 +147,19 @@ def test_an_initial_mesh_is_normalised_into_the_scene(tmp_path: Path, tiny_zero1
     half_extent = np.abs(points).max(axis=0)
     assert abs(half_extent[0] - 0.85 * np.tan(np.radians(49.1 / 2)) * 2.0) < 1e-3  # longest side fills the frame
     assert abs(points[:, 0].mean()) < 0.1  # centred
+
+
+def test_the_command_reports_bad_input_without_a_traceback(tmp_path: Path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ds4d_ns.scripts.process", str(tmp_path / "missing.mp4"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 2
+    assert "missing.mp4: no such file" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

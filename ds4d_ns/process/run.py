@@ -17,8 +17,10 @@ from typing import Any, Dict, List, Literal, Optional
 
 import numpy as np
 import torch
+import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
+from typing_extensions import Annotated
 
 from ds4d_ns import views
 from ds4d_ns.data.dataset_format import (
@@ -43,9 +45,9 @@ PROCESS_VERSION = 1
 class ProcessConfig:
     """Turn a short video of a moving object into a dataset for ``ns-train ds4d``."""
 
-    input: Path
+    input: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="VIDEO_OR_FRAME_DIR")]
     """Video file (mp4, mov, webm, ...) or folder of images (RGBA or RGB)."""
-    output: Path
+    output: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
     """Dataset folder to write (created; an earlier run with the same settings is resumed)."""
     num_frames: int = 30
     """Frames sampled uniformly from [start, end)."""
@@ -61,8 +63,9 @@ class ProcessConfig:
     """Folder of foreground masks, one per source frame in name order (frames without alpha)."""
     matting: Matting = "none"
     """rembg: remove backgrounds of frames without alpha and of the generated views (optional extra)."""
-    zero123plus: Zero123PlusConfig = field(default_factory=Zero123PlusConfig)
-    """Pseudo-view generator: release, steps, guidance, seed, temporal anchor."""
+    zero123plus: Annotated[Zero123PlusConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=Zero123PlusConfig)
+    """Pseudo-view generator: release, steps, guidance, seed, temporal anchor (flags without prefix:
+    --version, --model-id, --num-inference-steps, --temporal-anchor, ...)."""
     batch_size: int = 4
     """Frames generated per Zero123++ call."""
     init: Literal["hull", "mesh", "random"] = "hull"

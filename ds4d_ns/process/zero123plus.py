@@ -193,7 +193,7 @@ class Zero123PlusPipeline:
             raise PseudoViewWeightsUnavailable(
                 f"Pseudo views need the Zero123++ model '{model_id}', which could not be loaded "
                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Download it once "
-                "with internet access, or pass --zero123plus.model-id a local copy of the release."
+                "with internet access, or pass --model-id a local copy of the release."
             ) from err
         return cls(parts, ramp, config, device)
 
