@@ -150,6 +150,7 @@ def test_an_initial_mesh_is_normalised_into_the_scene(tmp_path: Path, tiny_zero1
 
 
 def test_the_command_reports_bad_input_without_a_traceback(tmp_path: Path):
+    import os
     import subprocess
     import sys
 
@@ -157,7 +158,7 @@ def test_the_command_reports_bad_input_without_a_traceback(tmp_path: Path):
         [sys.executable, "-m", "ds4d_ns.scripts.process", str(tmp_path / "missing.mp4"), str(tmp_path / "out")],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 2
     assert "missing.mp4: no such file" in result.stdout + result.stderr
