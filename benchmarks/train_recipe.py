@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument(
         "--model-set", action="append", default=[], metavar="FIELD=VALUE", help="override a Ds4dModelConfig field"
     )
+    parser.add_argument(
+        "--pipeline-set", action="append", default=[], metavar="FIELD=VALUE", help="override a pipeline config field"
+    )
     parser.add_argument("--deformation-lr-scale", type=float, default=1.0, help="multiply the deformation lrs")
     parser.add_argument("--method", choices=["ds4d", "ds4d-ga", "ds4d-base"], default="ds4d")
     parser.add_argument("--feature-weights", choices=["pretrained", "random-init"], default="pretrained")
@@ -150,6 +153,9 @@ def main() -> None:
     for assignment in args.model_set:
         name, value = assignment.split("=", 1)
         setattr(config.pipeline.model, name, ast.literal_eval(value))
+    for assignment in args.pipeline_set:
+        name, value = assignment.split("=", 1)
+        setattr(config.pipeline, name, ast.literal_eval(value))
     for group in ("deformation_grid", "deformation_mlp"):
         optimizer = config.optimizers[group]
         optimizer["optimizer"].lr *= args.deformation_lr_scale
@@ -219,6 +225,7 @@ def main() -> None:
         if args.static_steps
         else None,
         "model_overrides": args.model_set,
+        "pipeline_overrides": args.pipeline_set,
         "deformation_lr_scale": args.deformation_lr_scale,
         "eval": {key: round(float(value), 4) for key, value in metrics.items()},
         "eval_psnr_per_view": per_view,

@@ -21,6 +21,8 @@ class Ds4dPipelineConfig(VanillaPipelineConfig):
     """VanillaPipeline that also prepares DS4D's frame features for the model."""
 
     _target: Type = field(default_factory=lambda: Ds4dPipeline)
+    stop_on_non_finite_loss: bool = True
+    """Check every training loss and stop (saving the last good parameters) when one is NaN or infinite."""
 
 
 class Ds4dPipeline(VanillaPipeline):
@@ -48,7 +50,8 @@ class Ds4dPipeline(VanillaPipeline):
         from ds4d_ns.trainer import check_finite_losses
 
         outputs, loss_dict, metrics_dict = super().get_train_loss_dict(step)
-        check_finite_losses(loss_dict, step)
+        if self.config.stop_on_non_finite_loss:
+            check_finite_losses(loss_dict, step)
         return outputs, loss_dict, metrics_dict
 
     def _attach_frame_features(self, model, device: str) -> None:

@@ -51,8 +51,13 @@ def test_cli_configs_have_help_for_every_field():
     from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
     from ds4d_ns.ds4d_model import Ds4dModelConfig
     from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
+    from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
+    from ds4d_ns.pipeline import Ds4dPipelineConfig
+    from ds4d_ns.process.run import ProcessConfig
+    from ds4d_ns.process.zero123plus import Zero123PlusConfig
 
-    for config in (Ds4dModelConfig, Ds4dDataParserConfig, Ds4dDatamanagerConfig, FrameFeatureExtractorConfig):
+    configs = (Ds4dModelConfig, Ds4dDataParserConfig, Ds4dDatamanagerConfig, FrameFeatureExtractorConfig)
+    for config in configs + (Zero123GuidanceConfig, Ds4dPipelineConfig, ProcessConfig, Zero123PlusConfig):
         own = [f.name for f in fields(config) if f.name in config.__dict__.get("__annotations__", {})]
         for name in own:
             if name.startswith("_"):
