@@ -37,7 +37,26 @@ class Ds4dTrainerConfig(TrainerConfig):
 
 
 class Ds4dTrainer(Trainer):
-    """Trainer whose iteration stops the run on :class:`NonFiniteLossError`, keeping a checkpoint."""
+    """Trainer whose iteration stops the run on :class:`NonFiniteLossError`, keeping a checkpoint,
+    and whose resume (``--load-dir``) optimises the loaded parameters."""
+
+    def _load_checkpoint(self) -> None:
+        # Nerfstudio makes the optimizers before it loads a checkpoint, and loading a ds4d model
+        # replaces its per-Gaussian parameters and TSSF module (their sizes come from the
+        # checkpoint), so the first optimizers would hold orphaned tensors and nothing would train.
+        # Rebuild them on the loaded parameters just before their state is restored.
+        optimizers = self.optimizers
+        original_load = optimizers.load_optimizers
+
+        def rebuild_then_load(state) -> None:
+            self.optimizers = self.setup_optimizers()
+            self.optimizers.load_optimizers(state)
+
+        optimizers.load_optimizers = rebuild_then_load  # type: ignore[method-assign]
+        try:
+            super()._load_checkpoint()
+        finally:
+            optimizers.load_optimizers = original_load  # type: ignore[method-assign]
 
     def train_iteration(self, step: int):
         try:

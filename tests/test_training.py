@@ -347,3 +347,32 @@ def test_a_non_finite_loss_stops_training_with_a_checkpoint(scene, tiny_dinov2, 
     assert checkpoint.is_file()
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["pipeline"]
     assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
+def test_a_resumed_run_keeps_training_every_parameter(scene, tiny_dinov2, tmp_path):
+    first = small_config(scene, tmp_path, tiny_dinov2, 2, 3, "first")
+    first.steps_per_save = 1
+    trainer = first.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    checkpoints = trainer.checkpoint_dir
+
+    second = small_config(scene, tmp_path, tiny_dinov2, 2, 6, "resumed")
+    second.load_dir = checkpoints
+    resumed = second.setup(local_rank=0, world_size=1)
+    resumed.setup()
+    model = resumed.pipeline.model
+    optimised = {
+        id(p)
+        for optimizer in resumed.optimizers.optimizers.values()
+        for g in optimizer.param_groups
+        for p in g["params"]
+    }
+    assert id(model.gauss_params["means"]) in optimised
+    assert all(id(p) in optimised for p in model.frame_point_features.parameters())
+    loaded = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    resumed.train()
+    after = model.state_dict()
+    for name in ("gauss_params.means", "frame_point_features.fusion.front_logit"):
+        assert after[name].shape == loaded[name].shape  # no densification in these few steps
+        assert not torch.equal(after[name], loaded[name]), f"{name} did not train after resume"
