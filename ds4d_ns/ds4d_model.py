@@ -505,6 +505,7 @@ class Ds4dModel(SplatfactoModel):
     def _sds_loss(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Multi-view SDS on one random view at the batch's time, anchored on the input or a pseudo view."""
         from ds4d_ns.guidance.anchoring import sample_sds_view
+        from ds4d_ns.guidance.sds import weight_after_encoder
         from ds4d_ns.guidance.zero123 import Zero123Guidance
         from ds4d_ns.rendering.orbit_cameras import orbit_cameras
 
@@ -547,8 +548,12 @@ class Ds4dModel(SplatfactoModel):
             if view.condition is None
             else self.config.sds_pseudo_condition_weight
         )
-        loss = guidance.sds_loss(rgb, embeds, latents, pose, sds_step)
-        return {"sds_loss": self.config.sds_weight * alpha * loss}
+        weighted = weight_after_encoder(
+            rgb,
+            self.config.sds_weight * alpha,
+            lambda renders: guidance.sds_loss(renders, embeds, latents, pose, sds_step),
+        )
+        return {"sds_loss": weighted}
 
     def _lpips_metric(self) -> Optional[torch.nn.Module]:
         """LPIPS (VGG) built on first use; None, said once, when its weights cannot be loaded."""

@@ -191,3 +191,30 @@ def test_weights_check_lists_every_missing_model_and_passes_with_local_ones(
     model.sds.model_id = str(tiny_zero123)
     assert missing_weights(model) == []
     assert missing_weights(make_ds4d_config(frame_features="none", priors=False).pipeline.model) == []
+
+
+def test_a_weight_applied_after_the_encoder_scales_value_and_gradient_alike():
+    def loss_of(renders):  # stands in for the fp16 encoder + SDS: any differentiable function
+        return (renders.sin() * 3.0).square().sum()
+
+    renders = torch.rand(2, 4, 4, 3, requires_grad=True)
+    reference = torch.rand(2, 4, 4, 3).copy_(renders.detach()).requires_grad_(True)
+    weighted = sds.weight_after_encoder(renders, 5e-5, loss_of)
+    weighted.backward()
+    expected = 5e-5 * loss_of(reference)
+    expected.backward()
+    torch.testing.assert_close(weighted, expected)
+    torch.testing.assert_close(renders.grad, reference.grad)
+
+
+def test_the_encoder_sees_the_unweighted_gradient():
+    seen = {}
+
+    def loss_of(renders):
+        renders.register_hook(lambda grad: seen.setdefault("grad", grad.clone()))
+        return renders.sum()
+
+    renders = torch.rand(3, requires_grad=True)
+    sds.weight_after_encoder(renders, 1e-5, loss_of).backward()
+    torch.testing.assert_close(seen["grad"], torch.ones(3))  # not 1e-5: no fp16 underflow inside
+    torch.testing.assert_close(renders.grad, torch.full((3,), 1e-5))

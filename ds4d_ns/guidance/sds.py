@@ -10,7 +10,7 @@ and the rasteriser to the Gaussians.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 from jaxtyping import Float
@@ -75,3 +75,28 @@ def sds_loss(latents: Float[Tensor, "b c h w"], gradient: Float[Tensor, "b c h w
     """A scalar whose gradient with respect to ``latents`` is ``gradient / b`` (the batch mean of SDS)."""
     target = (latents - gradient).detach()
     return 0.5 * (latents - target).square().sum() / latents.shape[0]
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad * ctx.scale, None
+
+
+def weight_after_encoder(
+    renders: Float[Tensor, "*shape"], weight: float, loss_of: Callable[[Tensor], Tensor]
+) -> Float[Tensor, ""]:
+    """``weight * loss_of(renders)`` whose gradient is scaled at ``renders``, not at the loss.
+
+    SDS weights are small (1e-5 to 1e-4) and the VAE encoder runs in fp16 on the GPU: scaling the
+    loss would send gradients below fp16's smallest normal number through the encoder, flushing
+    many to zero. Here the encoder back-propagates the unweighted SDS gradient and the weight is
+    applied to the (fp32) render gradient; the value is still ``weight * loss``.
+    """
+    loss = loss_of(_ScaleGradient.apply(renders, weight))
+    return loss + (weight - 1.0) * loss.detach()
