@@ -164,3 +164,58 @@ def test_the_command_reports_bad_input_without_a_traceback(tmp_path: Path):
     assert "missing.mp4: no such file" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_generator_weights_leave_no_output(tmp_path: Path, tiny_zero123plus: Path):
+    from ds4d_ns.process.zero123plus import PseudoViewWeightsUnavailable
+
+    video, masks = _write_clip(tmp_path / "user")
+    out = tmp_path / "dataset"
+    with pytest.raises(PseudoViewWeightsUnavailable):
+        process(_config(video, masks, out, tmp_path / "no-such-release"))
+    assert not out.exists()
+    process(_config(video, masks, out, tiny_zero123plus))  # the fix the message suggests works at once
+
+
+def test_an_interrupted_forced_run_does_not_reuse_the_old_runs_files(
+    tmp_path: Path, tiny_zero123plus: Path, monkeypatch
+):
+    from PIL import Image
+
+    from ds4d_ns.process import zero123plus
+
+    video, masks = _write_clip(tmp_path / "user")
+    out = tmp_path / "dataset"
+    process(_config(video, masks, out, tiny_zero123plus))  # run A, 32 px
+    calls = {"n": 0}
+    original = zero123plus.Zero123PlusPipeline.__call__
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(zero123plus.Zero123PlusPipeline, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        process(_config(video, masks, out, tiny_zero123plus, resolution=24, force=True))  # run B, cut short
+    monkeypatch.undo()
+    process(_config(video, masks, out, tiny_zero123plus, resolution=24))  # run B resumed
+    sizes = {Image.open(p).size for p in (out / "images").rglob("*.png")}
+    assert sizes == {(24, 24)}
+
+
+def test_palette_images_keep_their_transparency(tmp_path: Path):
+    from PIL import Image
+
+    from ds4d_ns.process.frames import read_clip
+
+    for i in range(2):
+        image = Image.new("P", (8, 8), color=0)
+        image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+        image.paste(1, (2, 2, 5, 5))
+        image.info["transparency"] = 0
+        image.save(tmp_path / f"f{i}.png", transparency=0)
+    clip = read_clip(tmp_path)
+    assert clip.images[0].shape == (8, 8, 4)
+    assert clip.images[0][0, 0, 3] == 0 and clip.images[0][3, 3, 3] == 255

@@ -66,7 +66,8 @@ def _read_folder(folder: Path, num_frames: int, start: int, end: Optional[int]) 
         file = files[index]
         try:
             with Image.open(file) as pil:
-                image = np.asarray(pil.convert("RGBA" if "A" in pil.getbands() else "RGB"))
+                has_alpha = "A" in pil.getbands() or "transparency" in pil.info  # palette images too
+                image = np.asarray(pil.convert("RGBA" if has_alpha else "RGB"))
         except (UnidentifiedImageError, OSError) as err:
             raise InputError(f"{file}: not a readable image ({err})") from err
         if size is None:
@@ -84,15 +85,22 @@ def _read_video(path: Path, num_frames: int, start: int, end: Optional[int]) -> 
     import av
 
     try:
+        # two passes: count the frames, then convert only the sampled ones (a long clip at full
+        # resolution would not fit in memory as arrays)
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InputError(f"{path}: the file has no video stream")
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            count = sum(1 for _ in container.decode(video=0))
+        if count == 0:
+            raise InputError(f"{path}: the video has no frames")
+        chosen = sample_indices(count, num_frames, start, end)
+        wanted, frames = set(chosen), {}
+        with av.open(str(path)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in wanted:
+                    frames[index] = frame.to_ndarray(format="rgb24")
     except InputError:
         raise
     except (av.FFmpegError, ValueError, OSError) as err:  # unreadable file or unsupported codec
         raise InputError(f"{path}: cannot decode this video ({type(err).__name__}: {err})") from err
-    if not frames:
-        raise InputError(f"{path}: the video has no frames")
-    chosen = sample_indices(len(frames), num_frames, start, end)
     return Clip([frames[i] for i in chosen], [f"{path.name} frame {i}" for i in chosen], chosen)

@@ -41,7 +41,7 @@ def union_box(masks: Sequence[np.ndarray], names: Sequence[str], threshold: floa
 def square_crop(box: Box, fill: float = 0.85) -> Box:
     """Square box centred on ``box`` whose side is the box's longer side divided by ``fill``."""
     if not 0 < fill <= 1:
-        raise ValueError(f"fill must be in (0, 1], got {fill}")
+        raise InputError(f"--fill must be in (0, 1], got {fill}")
     left, top, right, bottom = box
     side = int(np.ceil(max(right - left, bottom - top) / fill))
     centre_x, centre_y = (left + right) / 2.0, (top + bottom) / 2.0

@@ -133,14 +133,22 @@ def process(config: ProcessConfig) -> Path:
     if out.resolve() == Path(config.input).resolve() or Path(config.input).resolve() in out.resolve().parents:
         raise InputError(f"{out}: the output must not be inside the input {config.input}")
     resume = prepare_output_dir(out, MANIFEST_NAME, _settings(config), config.force, TOOL)
+    todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
+    # load the generator (and matting) before writing anything: missing weights leave no output behind
+    generator = _load_generator(config) if todo else None
     out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _remove_previous_outputs(out)  # after --force: no file of another run may be taken as done
     write_json_atomic(out / MANIFEST_NAME, _settings(config))
     num_frames = len(frames)
     for frame, image in enumerate(frames):
         path = out / _frame_name("input", 0, frame)
         if not (resume and path.is_file()):
             write_png_atomic(path, image)
-    _generate_pseudo_views(config, out, frames, resume)
+    if generator is not None:
+        _generate_pseudo_views(config, out, frames, todo, *generator)
+    else:
+        CONSOLE.log("Pseudo views: all frames already generated")
     _write_initial_points(config, out, num_frames, mesh_points, half_extent)
     return _write_transforms(config, out, num_frames)
 
@@ -149,16 +157,34 @@ def _pseudo_done(out: Path, frame: int) -> bool:
     return all((out / _frame_name("pseudo", view, frame)).is_file() for view in range(6))
 
 
-def _generate_pseudo_views(config: ProcessConfig, out: Path, frames: List[np.ndarray], resume: bool) -> None:
+def _load_generator(config: ProcessConfig):
     from ds4d_ns.process.zero123plus import Zero123PlusPipeline
 
-    todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
-    if not todo:
-        CONSOLE.log("Pseudo views: all frames already generated")
-        return
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipeline = Zero123PlusPipeline.load(config.zero123plus, device)
-    matting = GeneratedViewMatting(config.matting)
+    return Zero123PlusPipeline.load(config.zero123plus, device), GeneratedViewMatting(config.matting)
+
+
+def _remove_previous_outputs(out: Path) -> None:
+    """Delete what this tool writes (and only that) from ``out``."""
+    import shutil
+
+    images = out / "images"
+    if images.is_dir():
+        for folder in images.iterdir():
+            if folder.is_dir() and folder.name.startswith(("input_", "pseudo_")):
+                shutil.rmtree(folder)
+    for name in ("init.ply", TRANSFORMS_NAME, MANIFEST_NAME):
+        (out / name).unlink(missing_ok=True)
+
+
+def _generate_pseudo_views(
+    config: ProcessConfig,
+    out: Path,
+    frames: List[np.ndarray],
+    todo: List[int],
+    pipeline,
+    matting: GeneratedViewMatting,
+) -> None:
     anchor = AnchorCache() if config.zero123plus.temporal_anchor else None
     if anchor is not None and todo[0] != 0:
         pipeline(_on_grey(frames[:1]), anchor=anchor)  # re-record the first frame's anchor on resume

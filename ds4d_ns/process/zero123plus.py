@@ -12,8 +12,8 @@ Stable Diffusion 2 UNet (v-prediction) conditioned in two ways:
   (``ramping_coefficients`` in the model's ``model_index.json``).
 
 Latents and decoded images use Zero123++'s own affine rescaling (``LATENT_SHIFT``/``LATENT_SCALE``,
-``IMAGE_SCALE``). Classifier-free guidance drops the reference latent (zeros) and the global
-embedding. The parts are loaded with ``from_pretrained`` from the released subfolders, so the
+``IMAGE_SCALE``). Classifier-free guidance replaces the reference image by a blank one (mid grey)
+and drops the global embedding. The parts are loaded with ``from_pretrained`` from the released subfolders, so the
 pipeline runs offline once the weights are cached and is tested on tiny random-config parts.
 What could not be checked here is the output quality with the released weights (none can be
 downloaded on our machines).
@@ -208,17 +208,19 @@ class Zero123PlusPipeline:
         image_embeds = self.vision_encoder(pixel_values=((clip_in - mean) / std).to(self.dtype)).image_embeds
         tile = self.config.tile_size
         vae_in = torch.nn.functional.interpolate(pixels, (tile, tile), mode="bicubic", align_corners=False)
-        posterior = self.vae.encode((vae_in.clamp(0, 1) * 2 - 1).to(self.dtype)).latent_dist
-        reference_latents = posterior.sample(generator=generator)
+        vae_pixels = (vae_in.clamp(0, 1) * 2 - 1).to(self.dtype)
+        reference_latents = self.vae.encode(vae_pixels).latent_dist.sample(generator=generator)
+        # the unconditional branch references a blank image (0 in [-1, 1], i.e. mid grey), as in the release
+        blank_latents = self.vae.encode(torch.zeros_like(vae_pixels)).latent_dist.sample(generator=generator)
         tokens = self.tokenizer(
             [""], padding="max_length", max_length=self.tokenizer.model_max_length, return_tensors="pt"
         ).input_ids.to(self.device)
         prompt = self.text_encoder(tokens).last_hidden_state.expand(images.shape[0], -1, -1)
         ramp = self.ramp[: prompt.shape[1], None]
         conditional = prompt + image_embeds[:, None, :] * ramp
-        # guidance: the unconditional half has neither the global embedding nor the reference latent
+        # guidance: the unconditional half has no global embedding and a blank reference image
         hidden = torch.cat([prompt, conditional])
-        reference = torch.cat([torch.zeros_like(reference_latents), reference_latents])
+        reference = torch.cat([blank_latents, reference_latents])
         return hidden, reference
 
     # ------------------------------------------------------------------ sampling
