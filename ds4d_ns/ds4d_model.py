@@ -504,7 +504,7 @@ class Ds4dModel(SplatfactoModel):
 
     def _sds_loss(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Multi-view SDS on one random view at the batch's time, anchored on the input or a pseudo view."""
-        from ds4d_ns.guidance.anchoring import sample_sds_view
+        from ds4d_ns.guidance.anchoring import sample_sds_view, wrap_degrees
         from ds4d_ns.guidance.sds import weight_after_encoder
         from ds4d_ns.guidance.zero123 import Zero123Guidance
         from ds4d_ns.rendering.orbit_cameras import orbit_cameras
@@ -518,9 +518,11 @@ class Ds4dModel(SplatfactoModel):
         azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
         input_index = roles.index(ROLE_CODES["input"])
         pseudo_indices = [i for i, role in enumerate(roles) if role == ROLE_CODES["pseudo"]]
+        # azimuths relative to the input camera: "near the front" means near the input view
+        front = azimuths[input_index]
         view = sample_sds_view(
             self._sds_rng,
-            [(azimuths[i], elevations[i]) for i in pseudo_indices],
+            [(wrap_degrees(azimuths[i] - front), elevations[i]) for i in pseudo_indices],
             input_elevation_deg=elevations[input_index],
             elevation_range_deg=self.config.sds_elevation_range,
             input_probability=self.config.sds_input_probability,
@@ -528,7 +530,7 @@ class Ds4dModel(SplatfactoModel):
         condition_index = input_index if view.condition is None else pseudo_indices[view.condition]
         time = float(batch["time"])
         camera = orbit_cameras(
-            [view.azimuth_deg],
+            [view.azimuth_deg + front],
             [time],
             elevation_deg=view.elevation_deg,
             radius=float(radius[input_index]),

@@ -309,7 +309,7 @@ def test_lpips_and_sds_train_and_stay_finite(scene, tiny_dinov2, tiny_zero123, t
     assert torch.isfinite(model.means).all() and not torch.equal(model.means.detach(), canonical[: len(model.means)])
 
 
-def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tmp_path):
+def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tmp_path, monkeypatch):
     config = small_config(scene, tmp_path, tiny_dinov2, 0, 1, "sds-grad", frame_features="none")
     config.pipeline.model.sds_weight = 1.0
     config.pipeline.model.sds.model_id = str(tiny_zero123)
@@ -319,7 +319,21 @@ def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tm
     model = trainer.pipeline.model
     model.train()
     cameras, batch = trainer.pipeline.datamanager.next_train(0)
+    from ds4d_ns.guidance import anchoring
+
+    seen = {}
+    sample = anchoring.sample_sds_view
+
+    def spy(rng, pseudo_views, **kwargs):
+        seen["pseudo"], seen["input_elevation"] = pseudo_views, kwargs["input_elevation_deg"]
+        return sample(rng, pseudo_views, **kwargs)
+
+    monkeypatch.setattr(anchoring, "sample_sds_view", spy)
     sds_only = model._sds_loss(batch)["sds_loss"]
+    # the Zero123++ v1.2 layout, relative to the input camera, as recovered from the batch's poses
+    assert [round(az) for az, _ in seen["pseudo"]] == [30, 90, 150, -150, -90, -30]
+    assert [round(el) for _, el in seen["pseudo"]] == [20, -10, 20, -10, 20, -10]
+    assert abs(seen["input_elevation"]) < 1e-4
     sds_only.backward()
     assert model.gauss_params["features_dc"].grad is not None
     assert model.gauss_params["features_dc"].grad.abs().sum() > 0
