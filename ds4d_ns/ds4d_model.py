@@ -201,6 +201,7 @@ class Ds4dModel(SplatfactoModel):
         self.frame_point_features: Optional[FramePointFeatures] = None
         self._priors = _TrainingPriors()
         self._sds_rng = random.Random(self.config.sds_seed)
+        self._step_geometry: Optional[Tuple[int, float, DeformedGaussians]] = None
         # Splatfacto's parents read these; the camera optimizer is always "off" here.
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -376,8 +377,13 @@ class Ds4dModel(SplatfactoModel):
             for key in parts[0]
         }
 
-    def _render_at_time(self, camera: Cameras, time: float, densify: bool = True) -> Dict[str, Tensor]:
-        gaussians = self.gaussians_at(time)
+    def _render_at_time(
+        self, camera: Cameras, time: float, densify: bool = True, geometry: Optional[DeformedGaussians] = None
+    ) -> Dict[str, Tensor]:
+        gaussians = self.gaussians_at(time) if geometry is None else geometry
+        if self.training:
+            # the step's SDS render reuses this deformation (same Gaussians, same time) instead of redoing it
+            self._step_geometry = (self.step, time, gaussians)
         means, quats, scales = gaussians.means, gaussians.quats, gaussians.scales
         opacities, features_dc, features_rest = self.opacities, self.features_dc, self.features_rest
         background = self._get_background_color()
@@ -536,7 +542,9 @@ class Ds4dModel(SplatfactoModel):
             radius=float(radius[input_index]),
             resolution=self.config.sds.resolution,
         ).to(self.device)
-        render = self._render_at_time(camera, time, densify=False)
+        step, step_time, geometry = self._step_geometry if self._step_geometry is not None else (None, None, None)
+        reuse = geometry if (step, step_time) == (self.step, time) else None
+        render = self._render_at_time(camera, time, densify=False, geometry=reuse)
         white = torch.ones(3, device=self.device)
         rgb = (render["rgb"] + (1.0 - render["accumulation"]) * (white - render["background"])).clamp(0, 1)  # on white
         condition, _ = self._ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)

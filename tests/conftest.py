@@ -112,19 +112,14 @@ def tiny_dinov2(tmp_path_factory) -> Path:
     return save_tiny_dinov2(tmp_path_factory.mktemp("tiny_dinov2"))
 
 
-def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
-    """Zero123 parts of the real classes with tiny sizes, saved in the diffusers layout of
-    ``ashawkey/zero123-xl-diffusers`` (one subfolder per part)."""
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+def _save_tiny_diffusion_parts(folder: Path, unet_in_channels: int, vision_subfolder: str) -> None:
+    """The UNet, VAE and CLIP image encoder that Zero123 and Zero123++ share, tiny, saved in ``folder``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from ds4d_ns.guidance.zero123 import _camera_projection_class
-
-    torch.manual_seed(seed)
     UNet2DConditionModel(
         sample_size=8,
-        in_channels=8,
+        in_channels=unet_in_channels,
         out_channels=4,
         layers_per_block=1,
         block_out_channels=(8, 16),
@@ -153,7 +148,19 @@ def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
             image_size=28,
             projection_dim=16,
         )
-    ).save_pretrained(folder / "image_encoder")
+    ).save_pretrained(folder / vision_subfolder)
+
+
+def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
+    """Zero123 parts of the real classes with tiny sizes, saved in the diffusers layout of
+    ``ashawkey/zero123-xl-diffusers`` (one subfolder per part)."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from ds4d_ns.guidance.zero123 import _camera_projection_class
+
+    torch.manual_seed(seed)
+    _save_tiny_diffusion_parts(folder, unet_in_channels=8, vision_subfolder="image_encoder")
     _camera_projection_class()(embedding_dim=16, additional_embeddings=4).save_pretrained(
         folder / "clip_camera_projection"
     )
@@ -174,54 +181,17 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0) -> Path:
     import json
 
     import torch
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from diffusers import EulerAncestralDiscreteScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from ds4d_ns.process.zero123plus import _offline_tokenizer
 
     torch.manual_seed(seed)
-    UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    ).save_pretrained(folder / "unet")
-    AutoencoderKL(
-        block_out_channels=(8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=32,
-    ).save_pretrained(folder / "vae")
+    _save_tiny_diffusion_parts(folder, unet_in_channels=4, vision_subfolder="vision_encoder")
     CLIPTextModel(
         CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=8)
     ).save_pretrained(folder / "text_encoder")
     _offline_tokenizer(CLIPTokenizer).save_pretrained(folder / "tokenizer")
-    CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            patch_size=14,
-            image_size=28,
-            projection_dim=16,
-        )
-    ).save_pretrained(folder / "vision_encoder")
     EulerAncestralDiscreteScheduler(
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
     ).save_pretrained(folder / "scheduler")

@@ -63,6 +63,14 @@ CLIP_VIT_L14: Dict[str, object] = {
 }
 
 
+def clip_pixel_values(pixels: Float[Tensor, "b 3 h w"], size: int) -> Float[Tensor, "b 3 size size"]:
+    """RGB in [0, 1] resized and normalised as CLIP image encoders expect (differentiable, any device)."""
+    resized = torch.nn.functional.interpolate(pixels, (size, size), mode="bicubic", align_corners=False)
+    mean = torch.tensor(CLIP_MEAN, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    return (resized - mean) / std
+
+
 class GuidanceWeightsUnavailable(RuntimeError):
     """The diffusion model's weights could not be loaded."""
 
@@ -133,10 +141,7 @@ class Zero123Guidance:
         """CLIP image embeddings and (unscaled) VAE latents of condition images in [0, 1] on white."""
         pixels = images.permute(0, 3, 1, 2).to(self.device, torch.float32)
         size = int(self.image_encoder.config.image_size)
-        clip_in = torch.nn.functional.interpolate(pixels, (size, size), mode="bicubic", align_corners=False)
-        mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1)
-        embeds = self.image_encoder(pixel_values=((clip_in - mean) / std).to(self.dtype)).image_embeds[:, None]
+        embeds = self.image_encoder(pixel_values=clip_pixel_values(pixels, size).to(self.dtype)).image_embeds[:, None]
         vae_in = self._resize(pixels) * 2.0 - 1.0
         latents = self.vae.encode(vae_in.to(self.dtype)).latent_dist.mode()
         return embeds, latents

@@ -33,14 +33,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ds4d_ns.guidance.zero123 import STABLE_DIFFUSION_VAE, clip_pixel_values
+
 LATENT_SHIFT, LATENT_SCALE = 0.22, 0.75
 """Zero123++ latents are ``(vae_latent * vae_scaling - 0.22) * 0.75``."""
 IMAGE_SCALE = 0.8 / 0.5
 """Zero123++ decodes to images scaled by 0.5 / 0.8; multiplying by this undoes it."""
 GREY = 0.5
 """Zero123++ sees its input composited over mid grey, and paints its views on grey."""
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 RELEASES = {"v1.2": "sudo-ai/zero123plus-v1.2", "v1.1": "sudo-ai/zero123plus-v1.1"}
 
 # Published architectures (the releases' config.json files), used by weights="random-init" for timing.
@@ -202,10 +202,7 @@ class Zero123PlusPipeline:
     def _encode_condition(self, images: Float[Tensor, "b h w 3"], generator: torch.Generator):
         pixels = images.permute(0, 3, 1, 2).to(self.device, torch.float32)
         size = int(self.vision_encoder.config.image_size)  # type: ignore[attr-defined]
-        clip_in = torch.nn.functional.interpolate(pixels, (size, size), mode="bicubic", align_corners=False)
-        mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1)
-        image_embeds = self.vision_encoder(pixel_values=((clip_in - mean) / std).to(self.dtype)).image_embeds
+        image_embeds = self.vision_encoder(pixel_values=clip_pixel_values(pixels, size).to(self.dtype)).image_embeds
         tile = self.config.tile_size
         vae_in = torch.nn.functional.interpolate(pixels, (tile, tile), mode="bicubic", align_corners=False)
         vae_pixels = (vae_in.clamp(0, 1) * 2 - 1).to(self.dtype)
@@ -296,8 +293,6 @@ def _random_parts():
         CLIPVisionConfig,
         CLIPVisionModelWithProjection,
     )
-
-    from ds4d_ns.guidance.zero123 import STABLE_DIFFUSION_VAE
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
