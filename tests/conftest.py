@@ -112,10 +112,9 @@ def tiny_dinov2(tmp_path_factory) -> Path:
     return save_tiny_dinov2(tmp_path_factory.mktemp("tiny_dinov2"))
 
 
-def _save_tiny_diffusion_parts(folder: Path, unet_in_channels: int, vision_subfolder: str) -> None:
-    """The UNet, VAE and CLIP image encoder that Zero123 and Zero123++ share, tiny, saved in ``folder``."""
+def _save_tiny_unet_and_vae(folder: Path, unet_in_channels: int) -> None:
+    """The UNet and VAE layout that Zero123 and Zero123++ share, tiny, saved in ``folder``."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     UNet2DConditionModel(
         sample_size=8,
@@ -138,6 +137,12 @@ def _save_tiny_diffusion_parts(folder: Path, unet_in_channels: int, vision_subfo
         norm_num_groups=4,
         sample_size=32,
     ).save_pretrained(folder / "vae")
+
+
+def _save_tiny_clip_vision(folder: Path) -> None:
+    """A tiny CLIP image encoder with projection, saved in ``folder``."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
     CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=16,
@@ -148,7 +153,7 @@ def _save_tiny_diffusion_parts(folder: Path, unet_in_channels: int, vision_subfo
             image_size=28,
             projection_dim=16,
         )
-    ).save_pretrained(folder / vision_subfolder)
+    ).save_pretrained(folder)
 
 
 def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
@@ -160,7 +165,8 @@ def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
     from ds4d_ns.guidance.zero123 import _camera_projection_class
 
     torch.manual_seed(seed)
-    _save_tiny_diffusion_parts(folder, unet_in_channels=8, vision_subfolder="image_encoder")
+    _save_tiny_unet_and_vae(folder, unet_in_channels=8)
+    _save_tiny_clip_vision(folder / "image_encoder")
     _camera_projection_class()(embedding_dim=16, additional_embeddings=4).save_pretrained(
         folder / "clip_camera_projection"
     )
@@ -187,11 +193,12 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0) -> Path:
     from ds4d_ns.process.zero123plus import _offline_tokenizer
 
     torch.manual_seed(seed)
-    _save_tiny_diffusion_parts(folder, unet_in_channels=4, vision_subfolder="vision_encoder")
+    _save_tiny_unet_and_vae(folder, unet_in_channels=4)
     CLIPTextModel(
         CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=8)
     ).save_pretrained(folder / "text_encoder")
     _offline_tokenizer(CLIPTokenizer).save_pretrained(folder / "tokenizer")
+    _save_tiny_clip_vision(folder / "vision_encoder")
     EulerAncestralDiscreteScheduler(
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
     ).save_pretrained(folder / "scheduler")
