@@ -55,9 +55,45 @@ def test_temporal_anchor_pulls_later_frames_towards_the_first(tiny_zero123plus: 
     torch.testing.assert_close(first_anchored, plain(first))  # recording does not change the first frame
     later_plain, later_anchored = plain(later), anchored(later, anchor=cache)
     assert not torch.allclose(later_plain, later_anchored)
-    distance_plain = (later_plain - first_anchored).abs().mean()
-    distance_anchored = (later_anchored - first_anchored).abs().mean()
-    assert distance_anchored < distance_plain
+
+
+def test_temporal_anchor_blends_the_first_frames_reference_tokens(tiny_zero123plus: Path):
+    """What later frames attend to is (1 - w) * their own reference tokens + w * the first frame's.
+
+    (Comparing output images instead is not a reliable test with tiny random weights: the anchor
+    moves them by about 0.1 %, in either direction depending on the inputs.)
+    """
+    from ds4d_ns.process.zero123plus import ReferenceAttentionProcessor
+
+    generator = torch.Generator().manual_seed(0)
+    first, later = torch.rand(2, 1, 24, 24, 3, generator=generator)
+    anchored = _pipeline(tiny_zero123plus, temporal_anchor=True, anchor_weight=0.25)
+    attended: list = []
+    recorded: list = []
+    for name, processor in anchored.unet.attn_processors.items():
+        if isinstance(processor, ReferenceAttentionProcessor):
+            inner = processor.inner
+
+            def spy(attn, hidden, context=None, mask=None, temb=None, inner=inner, name=name):
+                state = anchored.reference
+                if state.mode == "attend":
+                    attended.append((name, context[:, hidden.shape[1] :].clone(), state.tokens[name].clone()))
+                return inner(attn, hidden, context, mask, temb)
+
+            processor.inner = spy
+    cache = AnchorCache()
+    anchored(first, anchor=cache)
+    recorded[:] = attended
+    attended.clear()
+    anchored(later, anchor=cache)
+    layers = len(attended) // 3  # three denoising steps
+    assert layers > 0 and len(recorded) == len(attended)
+    for index, (name, reference, own) in enumerate(attended):
+        step = index // layers
+        anchor = cache.steps[step][name].repeat_interleave(own.shape[0] // 2, dim=0)
+        torch.testing.assert_close(reference, 0.75 * own + 0.25 * anchor)
+    for name, reference, own in recorded:  # the first frame attends to its own tokens only
+        torch.testing.assert_close(reference, own)
 
 
 def test_missing_release_names_the_model(tmp_path: Path):
