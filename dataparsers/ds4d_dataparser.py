@@ -26,9 +26,10 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from ds4d_ns.data.dataset_format import REQUIRED_FRAME_KEYS, ROLE_CODES, ROLES, TRANSFORMS_NAME
+from ds4d_ns.errors import UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The dataset on disk does not follow the ds4d format; the message names the file."""
 
 

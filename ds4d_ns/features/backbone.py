@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ds4d_ns.errors import WeightsUnavailable
+
 WeightsMode = Literal["pretrained", "random-init"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,7 +41,7 @@ DINOV2_ARCHITECTURES: Dict[str, Dict[str, object]] = {
 }
 
 
-class FeatureBackboneUnavailable(RuntimeError):
+class FeatureBackboneUnavailable(WeightsUnavailable):
     """The frame-feature backbone's weights could not be loaded."""
 
 

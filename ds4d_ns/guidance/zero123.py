@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance import sds
 from ds4d_ns.guidance.sds import TimestepSchedule
 
@@ -71,7 +72,7 @@ def clip_pixel_values(pixels: Float[Tensor, "b 3 h w"], size: int) -> Float[Tens
     return (resized - mean) / std
 
 
-class GuidanceWeightsUnavailable(RuntimeError):
+class GuidanceWeightsUnavailable(WeightsUnavailable):
     """The diffusion model's weights could not be loaded."""
 
 

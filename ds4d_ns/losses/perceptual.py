@@ -15,10 +15,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ds4d_ns.errors import WeightsUnavailable
+
 VGG16_WEIGHTS_NAME = "torchvision VGG16 ImageNet weights (vgg16-397923af.pth)"
 
 
-class PerceptualWeightsUnavailable(RuntimeError):
+class PerceptualWeightsUnavailable(WeightsUnavailable):
     """The LPIPS backbone weights could not be loaded."""
 
 

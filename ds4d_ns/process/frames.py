@@ -13,11 +13,13 @@ from typing import List, Optional
 
 import numpy as np
 
+from ds4d_ns.errors import UserError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """The user's input cannot be used; the message names the file and the problem."""
 
 

@@ -33,6 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance.zero123 import STABLE_DIFFUSION_VAE, clip_pixel_values
 
 LATENT_SHIFT, LATENT_SCALE = 0.22, 0.75
@@ -76,7 +77,7 @@ CLIP_H_VISION: Dict[str, object] = {
 }
 
 
-class PseudoViewWeightsUnavailable(RuntimeError):
+class PseudoViewWeightsUnavailable(WeightsUnavailable):
     """The Zero123++ weights could not be loaded."""
 
 
