@@ -9,13 +9,12 @@ out=${1:?output folder}
 mkdir -p "$out/sweep"
 bench() { python3 benchmarks/cpu_demo_motion.py --output "$out/sweep/$1.json" --tag "$@" > "$out/sweep/$1.log" 2>&1 || echo "$1 failed"; }
 # CPU timings (2 threads each, pinned), in the background
-cpu() { local tag=$1 cores=$2; shift 2; taskset -c "$cores" python3 benchmarks/cpu_demo_motion.py --device cpu --threads 2 \
+cpu() { local tag=$1 cores=$2; shift 2; timeout 480 taskset -c "$cores" python3 benchmarks/cpu_demo_motion.py --device cpu --threads 2 \
   --workdir "/tmp/cpu-$tag" --output "$out/sweep/cpu-$tag.json" --tag "cpu-$tag" "$@" > "$out/sweep/cpu-$tag.log" 2>&1 || echo "cpu $tag failed"; }
 python3 -c "from ds4d_ns.scripts.synth import SynthConfig, main; main(SynthConfig(output=__import__('pathlib').Path('/tmp/ds4d-cpu-demo/windmill-30x256')))" >/dev/null 2>&1
-for d in /tmp/cpu-base /tmp/cpu-r128-600 /tmp/cpu-r128-1000; do mkdir -p $d; cp -r /tmp/ds4d-cpu-demo/windmill-30x256 $d/; done
+for d in /tmp/cpu-base /tmp/cpu-r128; do mkdir -p $d; cp -r /tmp/ds4d-cpu-demo/windmill-30x256 $d/; done
 cpu base 2-3 &
-cpu r128-600 4-5 --dynamic-steps 600 --res-scale 0.5 &
-cpu r128-1000 6-7 --dynamic-steps 1000 --res-scale 0.5 --deformation-lr-scale 2.5 &
+cpu r128 4-5 --static-steps 20 --dynamic-steps 80 --res-scale 0.5 &
 bench base --device cuda
 bench lr5 --device cuda --deformation-lr-scale 2.5
 bench d600 --device cuda --dynamic-steps 600
