@@ -23,7 +23,7 @@ def _rembg_session():
         import rembg
     except ImportError as err:
         raise InputError(
-            "--matting rembg needs the optional rembg package: pip install 'ds4d-ns[matting]' (its model "
+            "--matting rembg needs the optional rembg package: pip install rembg (its model "
             "downloads on first use), or give masks with --masks DIR"
         ) from err
     return rembg, rembg.new_session()

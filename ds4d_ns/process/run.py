@@ -132,14 +132,17 @@ def process(config: ProcessConfig) -> Path:
     out = Path(config.output)
     if out.resolve() == Path(config.input).resolve() or Path(config.input).resolve() in out.resolve().parents:
         raise InputError(f"{out}: the output must not be inside the input {config.input}")
-    resume = prepare_output_dir(out, MANIFEST_NAME, _settings(config), config.force, TOOL)
+    inputs = (config.input, config.masks, config.init_mesh)
+    output = prepare_output_dir(out, MANIFEST_NAME, _settings(config), config.force, TOOL, inputs=inputs)
+    resume = output.resume
     todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
     # load the generator (and matting) before writing anything: missing weights leave no output behind
     generator = _load_generator(config) if todo else None
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        _remove_previous_outputs(out)  # after --force: no file of another run may be taken as done
-    write_json_atomic(out / MANIFEST_NAME, _settings(config))
+    # Creates the folder; unless resuming, deletes the files the manifest lists for an earlier run (no
+    # file of another run may be taken as done, and no file it did not write is touched). From here
+    # on, every atomic write into the folder is listed in the manifest before it happens (while
+    # `output` lives, i.e. until this function returns).
+    output.start()
     num_frames = len(frames)
     for frame, image in enumerate(frames):
         path = out / _frame_name("input", 0, frame)
@@ -162,19 +165,6 @@ def _load_generator(config: ProcessConfig):
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     return Zero123PlusPipeline.load(config.zero123plus, device), GeneratedViewMatting(config.matting)
-
-
-def _remove_previous_outputs(out: Path) -> None:
-    """Delete what this tool writes (and only that) from ``out``."""
-    import shutil
-
-    images = out / "images"
-    if images.is_dir():
-        for folder in images.iterdir():
-            if folder.is_dir() and folder.name.startswith(("input_", "pseudo_")):
-                shutil.rmtree(folder)
-    for name in ("init.ply", TRANSFORMS_NAME, MANIFEST_NAME):
-        (out / name).unlink(missing_ok=True)
 
 
 def _generate_pseudo_views(

@@ -9,9 +9,11 @@ Pseudo views can be degraded (``pseudo_noise``) the way a multi-view generator d
 blur, a per-view colour cast and small frame-to-frame jitter. Input and evaluation views always
 stay clean: they are the observed video and the ground truth.
 
-Output folders are guarded: a folder is only written if it is empty or holds an earlier run of
-the same settings (then the run resumes, skipping images already on disk; every write is atomic,
-so an image on disk is complete). Nothing outside the output folder is touched, nothing is deleted.
+Output folders are guarded (``ds4d_ns.io.output_folder``): a folder is only written if it is
+empty or holds an earlier run of the same settings (then the run resumes, skipping images already
+on disk; every write is atomic, so an image on disk is complete). Every file written is listed in
+the manifest first; ``force`` writes beside other files and replaces only files the manifest lists.
+Nothing outside the output folder is touched.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
@@ -264,70 +267,74 @@ def generate_dataset(
             "steps": steps,
         },
     }
-    resume = prepare_output_dir(out, MANIFEST_NAME, settings, force, GENERATOR_NAME)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / MANIFEST_NAME, settings)
-    CONSOLE.log(
-        f"ds4d-synth: scene {scene!r} ({the_scene.description}), {frames} frames at {resolution} px, "
-        f"seed {seed}, pseudo noise {pseudo_noise} -> {out}" + (" (resuming)" if resume else "")
-    )
-
+    output = prepare_output_dir(out, MANIFEST_NAME, settings, force, GENERATOR_NAME)
     layout = dataset_views()
-    started = time.perf_counter()
-    records: List[Dict[str, Any]] = []
-    skipped = 0
-    progress = Progress(
-        TextColumn("[bold blue]rendering"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-    )
-    with progress:
-        task = progress.add_task("frames", total=frames)
-        for frame_index in range(frames):
-            t = frame_time(frame_index, frames)
-            paths = [image_path(v.role, v.view_index, frame_index) for v in layout]
-            missing = [not (resume and (out / path).is_file()) for path in paths]
-            if any(missing):
-                # Whole frames are rendered even when resuming: the ray batch is then exactly the
-                # one of an uninterrupted run, so the bytes match.
-                images = render_views(the_scene, t, [v.orbit for v in layout], resolution, steps)
-                for view, path, image, todo in zip(layout, paths, images, missing):
-                    if not todo:
-                        continue
-                    if view.role == "pseudo":
-                        image = degrade_pseudo(image, pseudo_noise, seed, view.view_index, frame_index)
-                    write_png_atomic(out / path, to_uint8(image))
-            skipped += missing.count(False)
-            records += [view_record(view, frame_index, t, resolution) for view in layout]
-            progress.advance(task)
+    planned = [image_path(v.role, v.view_index, f) for f in range(frames) for v in layout]
+    output.check_can_write(planned + [PLY_NAME, TRANSFORMS_NAME])  # before any rendering
+    resume = output.resume
+    with output:  # every file written below is recorded in the manifest first
+        CONSOLE.log(
+            escape(
+                f"ds4d-synth: scene {scene!r} ({the_scene.description}), {frames} frames at {resolution} px, "
+                f"seed {seed}, pseudo noise {pseudo_noise} -> {out}" + (" (resuming)" if resume else "")
+            )
+        )
 
-    ply_frame = middle_frame(frames)
-    ply_time = frame_time(ply_frame, frames)
-    if not (resume and (out / PLY_NAME).is_file()):
-        points, colours = sample_surface_points(the_scene, ply_time, num_points, point_noise, seed)
-        write_ply_points_atomic(out / PLY_NAME, points.numpy(), to_uint8_rgb(colours))
+        started = time.perf_counter()
+        records: List[Dict[str, Any]] = []
+        skipped = 0
+        progress = Progress(
+            TextColumn("[bold blue]rendering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=CONSOLE,
+        )
+        with progress:
+            task = progress.add_task("frames", total=frames)
+            for frame_index in range(frames):
+                t = frame_time(frame_index, frames)
+                paths = [image_path(v.role, v.view_index, frame_index) for v in layout]
+                missing = [not (resume and (out / path).is_file()) for path in paths]
+                if any(missing):
+                    # Whole frames are rendered even when resuming: the ray batch is then exactly the
+                    # one of an uninterrupted run, so the bytes match.
+                    images = render_views(the_scene, t, [v.orbit for v in layout], resolution, steps)
+                    for view, path, image, todo in zip(layout, paths, images, missing):
+                        if not todo:
+                            continue
+                        if view.role == "pseudo":
+                            image = degrade_pseudo(image, pseudo_noise, seed, view.view_index, frame_index)
+                        write_png_atomic(out / path, to_uint8(image))
+                skipped += missing.count(False)
+                records += [view_record(view, frame_index, t, resolution) for view in layout]
+                progress.advance(task)
 
-    transforms = {
-        "generator": GENERATOR_NAME,
-        "generator_version": GENERATOR_VERSION,
-        "scene": scene,
-        "scene_description": the_scene.description,
-        "seed": seed,
-        "pseudo_noise": pseudo_noise,
-        "num_frames": frames,
-        "resolution": resolution,
-        "ply_file_path": PLY_NAME,
-        "ply_frame_index": ply_frame,
-        "ply_time": ply_time,
-        "ply_point_noise": point_noise,
-        "frames": records,
-    }
-    write_json_atomic(out / TRANSFORMS_NAME, transforms)
-    elapsed = time.perf_counter() - started
-    CONSOLE.log(
-        f"ds4d-synth: wrote {len(records) - skipped} images ({skipped} reused) and {PLY_NAME} in {elapsed:.1f} s"
-    )
+        ply_frame = middle_frame(frames)
+        ply_time = frame_time(ply_frame, frames)
+        if not (resume and (out / PLY_NAME).is_file()):
+            points, colours = sample_surface_points(the_scene, ply_time, num_points, point_noise, seed)
+            write_ply_points_atomic(out / PLY_NAME, points.numpy(), to_uint8_rgb(colours))
+
+        transforms = {
+            "generator": GENERATOR_NAME,
+            "generator_version": GENERATOR_VERSION,
+            "scene": scene,
+            "scene_description": the_scene.description,
+            "seed": seed,
+            "pseudo_noise": pseudo_noise,
+            "num_frames": frames,
+            "resolution": resolution,
+            "ply_file_path": PLY_NAME,
+            "ply_frame_index": ply_frame,
+            "ply_time": ply_time,
+            "ply_point_noise": point_noise,
+            "frames": records,
+        }
+        write_json_atomic(out / TRANSFORMS_NAME, transforms)
+        elapsed = time.perf_counter() - started
+        CONSOLE.log(
+            f"ds4d-synth: wrote {len(records) - skipped} images ({skipped} reused) and {PLY_NAME} in {elapsed:.1f} s"
+        )
     return out / TRANSFORMS_NAME
