@@ -2,7 +2,9 @@
 
 Splits: ``train`` holds the input and pseudo views; ``val`` and ``test`` hold the ``eval`` views
 when the dataset has any, else the input views. Everything is validated before a tensor is built,
-so bad input stops the run with a message naming the file and the problem, before any training.
+so bad input stops the run with a message naming the file and the problem, before any training:
+every image and mask is decoded in full once (``ds4d_ns.data.images``), every camera's rotation
+is checked to be a rotation, and files outside the dataset folder are refused unless allowed.
 
 Nerfstudio imports this module while its dataparser registry is still being built: it must not
 import datamanagers, pipelines or method configs.
@@ -26,7 +28,13 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from ds4d_ns.data.dataset_format import REQUIRED_FRAME_KEYS, ROLE_CODES, ROLES, TRANSFORMS_NAME
+from ds4d_ns.data.images import ImageReadError, decode_image
 from ds4d_ns.errors import UserError
+
+ROTATION_TOLERANCE = 1e-2
+"""Largest accepted deviation of a camera's rotation block from orthonormal with determinant 1: loose
+enough for matrices written with three decimals, tight enough to catch zero, scaled, sheared or
+mirrored matrices (which make the camera singular or flip the image)."""
 
 
 class DatasetError(UserError):
@@ -46,6 +54,10 @@ class Ds4dDataParserConfig(DataParserConfig):
     """Fraction of the seed points' extent added on every side of their box to make the scene box."""
     default_scene_half_extent: float = 1.0
     """Half side of the cube scene box used when the dataset has no seed points."""
+    allow_outside_paths: bool = False
+    """Read images, masks and the PLY that transforms.json places outside the dataset folder (absolute
+    paths, '..', symlinks leading out). Off by default: a dataset from elsewhere could otherwise make
+    training read any image on this machine into a model that may be shared."""
 
 
 @dataclass
@@ -89,17 +101,20 @@ class Ds4dDataParser(DataParser):
             meta = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise DatasetError(f"{path}: cannot be read as JSON ({err})") from err
+        except RecursionError as err:  # json recurses once per nesting level
+            raise DatasetError(f"{path}: cannot be read as JSON (nested too deeply)") from err
         if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
             raise DatasetError(f"{path}: expected an object with a non-empty 'frames' list")
         root = path.parent
-        frames = [self._parse_frame(path, root, i, record) for i, record in enumerate(meta["frames"])]
+        allow_outside = self.config.allow_outside_paths
+        frames = [self._parse_frame(path, root, i, record, allow_outside) for i, record in enumerate(meta["frames"])]
         self._check_consistency(path, frames)
         self._meta = meta
         self._frames = frames
         return frames
 
     @staticmethod
-    def _parse_frame(path: Path, root: Path, i: int, record: Any) -> _Frame:
+    def _parse_frame(path: Path, root: Path, i: int, record: Any, allow_outside: bool = False) -> _Frame:
         where = f"{path}: frames[{i}]"
         if not isinstance(record, dict):
             raise DatasetError(f"{where} is not an object")
@@ -120,18 +135,25 @@ class Ds4dDataParser(DataParser):
             raise DatasetError(f"{where}.transform_matrix has shape {c2w.shape}; expected 4x4 or 3x4")
         if not np.isfinite(c2w).all():
             raise DatasetError(f"{where}.transform_matrix contains NaN or infinity")
+        defect = rotation_defect(c2w)
+        if defect > ROTATION_TOLERANCE:
+            raise DatasetError(
+                f"{where} ({record['file_path']}): the rotation part of transform_matrix is not a rotation "
+                f"(off by {defect:.3g} from orthonormal with determinant 1, determinant "
+                f"{np.linalg.det(c2w[:3, :3]):.3g}); give this frame a rigid camera-to-world pose"
+            )
         if not all(math.isfinite(v) for v in intrinsics) or min(intrinsics) <= 0:
             raise DatasetError(f"{where} has non-finite or non-positive intrinsics {intrinsics}")
         if not (math.isfinite(time) and 0.0 <= time <= 1.0):
             raise DatasetError(f"{where} has time {record['time']}; times must lie in [0, 1]")
-        image_path = root / str(record["file_path"])
-        mask_path = root / str(record["mask_path"]) if record.get("mask_path") else None
+        image_path = dataset_file(root, where, "file_path", record["file_path"], allow_outside)
+        mask_path = None
+        if record.get("mask_path"):
+            mask_path = dataset_file(root, where, "mask_path", record["mask_path"], allow_outside)
         return _Frame(record, image_path, mask_path, c2w[:3, :4], role, view_index, frame_index, time)
 
     @staticmethod
     def _check_consistency(path: Path, frames: List[_Frame]) -> None:
-        from PIL import Image, UnidentifiedImageError
-
         input_frames = sorted({f.frame_index for f in frames if f.role == "input"})
         if not input_frames:
             raise DatasetError(f"{path}: no frame has role 'input' (the monocular video's camera)")
@@ -163,15 +185,17 @@ class Ds4dDataParser(DataParser):
                 if not file.is_file():
                     raise DatasetError(f"{file}: image listed in {path} does not exist")
                 try:
-                    with Image.open(file) as image:
-                        size, mode = image.size, image.mode
-                        image.verify()
-                except (OSError, UnidentifiedImageError) as err:
-                    raise DatasetError(f"{file}: cannot be read as an image ({err})") from err
+                    # Decoded in full now, as training will decode it, so nothing accepted here fails later.
+                    decoded = decode_image(file)
+                except ImageReadError as err:
+                    raise DatasetError(str(err)) from err
+                size = decoded.size
                 if size != (width, height):
                     raise DatasetError(f"{file}: image is {size[0]}x{size[1]} but {path} declares {width}x{height}")
-                if file == f.image_path and f.mask_path is None and mode not in ("RGBA", "LA"):
-                    raise DatasetError(f"{file}: image has no alpha channel and the frame has no mask_path")
+                if file == f.image_path and f.mask_path is None and not decoded.has_alpha:
+                    raise DatasetError(
+                        f"{file}: image has no alpha channel (PIL mode {decoded.mode}) and the frame has no mask_path"
+                    )
 
     # ----------------------------------------------------------------------------- outputs
     def _split_frames(self, frames: List[_Frame], split: str) -> List[_Frame]:
@@ -190,7 +214,7 @@ class Ds4dDataParser(DataParser):
             return None
         from plyfile import PlyData, PlyParseError
 
-        ply_path = path.parent / str(ply_name)
+        ply_path = dataset_file(path.parent, f"{path}:", "ply_file_path", ply_name, self.config.allow_outside_paths)
         try:
             vertices = PlyData.read(str(ply_path))["vertex"]
             xyz = np.stack([vertices[k] for k in ("x", "y", "z")], axis=-1).astype(np.float32)
@@ -258,6 +282,32 @@ class Ds4dDataParser(DataParser):
             scene_box=SceneBox(aabb=aabb),
             metadata=metadata,
         )
+
+
+def rotation_defect(c2w: np.ndarray) -> float:
+    """How far the top-left 3x3 block of a camera-to-world matrix is from a rotation: the largest entry of
+    ``|R^T R - I|`` or ``|det R - 1|`` (0 for a rotation, 1 for an all-zero matrix, 2 for a mirror)."""
+    rotation = np.asarray(c2w, dtype=np.float64)[:3, :3]
+    orthonormality = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
+    return max(orthonormality, abs(float(np.linalg.det(rotation)) - 1.0))
+
+
+def dataset_file(root: Path, where: str, key: str, value: Any, allow_outside: bool) -> Path:
+    """The file an entry of transforms.json names, refused when it resolves outside ``root``.
+
+    Absolute paths, ``..`` and symlinks all count by where they lead (``Path.resolve``), so an
+    absolute path into the folder is fine and a symlink out of it is not.
+    """
+    file = root / str(value)
+    if allow_outside:
+        return file
+    resolved, folder = file.resolve(), root.resolve()
+    if not resolved.is_relative_to(folder):
+        raise DatasetError(
+            f"{where} {key} {str(value)!r} leads outside the dataset folder {folder} (to {resolved}); move the "
+            "file into the folder, or allow it with `ds4d-data --allow-outside-paths True` if you trust this dataset"
+        )
+    return file
 
 
 ds4d_dataparser = DataParserSpecification(

@@ -159,3 +159,233 @@ def test_image_size_must_match_the_declared_size(fake_dataset):
     Image.new("RGBA", (20, 16)).save(path)
     with pytest.raises(DatasetError, match="frame_0000.png: image is 20x16 but"):
         parse(data)
+
+
+# ------------------------------------------------------------------ cameras that only fail in training
+def _set_matrix(data: Path, index: int, matrix) -> None:
+    _edit(data, lambda m: m["frames"][index].__setitem__("transform_matrix", np.asarray(matrix).tolist()))
+
+
+@pytest.mark.parametrize(
+    "make_matrix",
+    [
+        lambda c2w: np.zeros((4, 4)),  # finite, so the NaN check let it through; singular at the first render
+        lambda c2w: np.diag([2.0, 2.0, 2.0, 1.0]) @ c2w,  # scaled
+        lambda c2w: c2w @ np.diag([-1.0, 1.0, 1.0, 1.0]),  # mirrored: determinant -1
+        lambda c2w: c2w + np.pad(np.full((3, 3), 0.05), ((0, 1), (0, 1))),  # sheared
+    ],
+    ids=["zero", "scaled", "mirrored", "sheared"],
+)
+def test_a_camera_whose_rotation_is_not_a_rotation_is_named(fake_dataset, make_matrix):
+    data = fake_dataset()
+    meta = json.loads((data / TRANSFORMS_NAME).read_text())
+    c2w = np.asarray(meta["frames"][4]["transform_matrix"])
+    _set_matrix(data, 4, make_matrix(c2w))
+    name = meta["frames"][4]["file_path"]
+    with pytest.raises(DatasetError, match=rf"frames\[4\] \({name}\): the rotation part of transform_matrix"):
+        parse(data)
+
+
+def test_rotations_rounded_to_three_decimals_pass_the_check_that_names_a_zero_matrix(fake_dataset):
+    data = fake_dataset()
+    meta = json.loads((data / TRANSFORMS_NAME).read_text())
+    for index, frame in enumerate(meta["frames"]):
+        _set_matrix(data, index, np.round(np.asarray(frame["transform_matrix"]), 3))
+    assert len(parse(data).image_filenames) == 9
+    _set_matrix(data, 7, np.zeros((3, 4)))
+    with pytest.raises(DatasetError, match=r"frames\[7\] .*not a rotation"):
+        parse(data)
+
+
+# ------------------------------------------------------------------ images accepted, then failing or misread
+def _png_bytes(rgba: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _idat(png: bytes):
+    """Offset and length of the first IDAT chunk's data."""
+    import struct
+
+    offset = 8
+    while offset < len(png):
+        length, kind = struct.unpack(">I", png[offset : offset + 4])[0], png[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            return offset + 8, length
+        offset += 12 + length
+    raise AssertionError("no IDAT chunk")
+
+
+def _bad_crc(png: bytes) -> bytes:
+    start, length = _idat(png)
+    broken = bytearray(png)
+    broken[start + length] ^= 0xFF  # the chunk's CRC; a plain decode never checks it
+    return bytes(broken)
+
+
+def _broken_deflate(png: bytes) -> bytes:
+    import struct
+    import zlib
+
+    start, length = _idat(png)
+    broken = bytearray(png)
+    broken[start + 10 : start + 20] = b"\xff" * 10
+    crc = zlib.crc32(bytes(broken[start - 4 : start + length]))  # a valid CRC over the broken stream
+    broken[start + length : start + length + 4] = struct.pack(">I", crc)
+    return bytes(broken)
+
+
+def _huge_header(side: int):
+    def change(png: bytes) -> bytes:
+        import struct
+        import zlib
+
+        broken = bytearray(png)
+        broken[16:24] = struct.pack(">II", side, side)  # IHDR width and height
+        broken[29:33] = struct.pack(">I", zlib.crc32(bytes(broken[12:29])))
+        return bytes(broken)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (_bad_crc, "cannot be read as an image"),
+        (_broken_deflate, "cannot be read as an image"),
+        (lambda png: png[: _idat(png)[0] + _idat(png)[1] // 2], "cannot be read as an image"),
+        (_huge_header(20_000), "decompression.bomb"),  # over twice PIL's limit: PIL raises its own error
+        (_huge_header(10_000), "decompression.bomb"),  # over the limit: PIL only warns
+    ],
+    ids=["bad-crc", "broken-deflate", "truncated", "bomb-2x", "bomb-1x"],
+)
+def test_corrupt_images_are_named_at_set_up(fake_dataset, corrupt, message):
+    data = fake_dataset()
+    path = data / "images" / "pseudo_01" / "frame_0002.png"
+    rng = np.random.default_rng(1)
+    path.write_bytes(corrupt(_png_bytes(rng.integers(0, 256, size=(16, 16, 4), dtype=np.uint8))))
+    with pytest.raises(DatasetError, match=rf"pseudo_01/frame_0002.png: .*{message}"):
+        parse(data)
+
+
+def test_a_json_nested_too_deeply_names_transforms_json(fake_dataset):
+    data = fake_dataset()
+    (data / TRANSFORMS_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError, match=r"transforms.json: cannot be read as JSON \(nested too deeply\)"):
+        parse(data)
+
+
+def _dataset_image(data: Path, name: str):
+    """The RGBA array training gets for the image ``name`` (train split, full resolution)."""
+    from ds4d_ns.data.datamanager import Ds4dDataset
+
+    out = parse(data)
+    index = [Path(p).relative_to(data).as_posix() for p in out.image_filenames].index(name)
+    return Ds4dDataset(out).get_numpy_image(index)
+
+
+def test_grey_alpha_and_palette_transparency_images_are_read_as_rgba(fake_dataset):
+    from PIL import Image
+
+    data = fake_dataset()
+    grey, alpha = np.arange(256, dtype=np.uint8).reshape(16, 16), np.full((16, 16), 200, np.uint8)
+    Image.fromarray(np.stack([grey, alpha], axis=-1), "LA").save(data / "images/input_00/frame_0001.png")
+    image = _dataset_image(data, "images/input_00/frame_0001.png")
+    assert image.shape == (16, 16, 4)
+    np.testing.assert_array_equal(image[..., :3], np.repeat(grey[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(image[..., 3], alpha)
+
+    palette = Image.new("P", (16, 16), 0)
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 8, 16))
+    palette.save(data / "images/pseudo_00/frame_0002.png", transparency=0)  # colour 0 (red) is transparent
+    image = _dataset_image(data, "images/pseudo_00/frame_0002.png")
+    assert (image[:, :8] == [0, 0, 255, 255]).all() and (image[:, 8:, 3] == 0).all()
+
+
+def test_a_16_bit_grey_image_trains_as_its_values_scaled_not_wrapped(fake_dataset):
+    from PIL import Image
+
+    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+
+    data = fake_dataset(use_masks=True)
+    values = np.linspace(0, 65535, 256).astype(np.uint16).reshape(16, 16)  # every multiple of 257: exact in 8 bits
+    values[0, 0] = 65535 - 1  # wraps to 255 modulo 256, must read 255 (not 254) as well
+    Image.fromarray(values).save(data / "images/input_00/frame_0001.png")
+    assert Image.open(data / "images/input_00/frame_0001.png").mode == "I;16"
+    expected = np.rint(values / 257.0).astype(np.uint8)
+    image = _dataset_image(data, "images/input_00/frame_0001.png")
+    np.testing.assert_array_equal(image[..., :3], np.repeat(expected[..., None], 3, axis=-1))
+
+    # What training receives: the datamanager's cached images, as the method configs cache them.
+    config = Ds4dDatamanagerConfig(dataparser=Ds4dDataParserConfig(data=data), cache_images_type="uint8")
+    datamanager = config.setup(device="cpu", test_mode="val")
+    names = [Path(p).relative_to(data).as_posix() for p in datamanager.train_dataset.image_filenames]
+    cached = datamanager.cached_train[names.index("images/input_00/frame_0001.png")]["image"]
+    np.testing.assert_array_equal(cached[..., :3].numpy(), np.repeat(expected[..., None], 3, axis=-1))
+    mask = np.asarray(Image.open(data / "masks/input_00/frame_0001.png"))
+    np.testing.assert_array_equal(cached[..., 3].numpy(), mask)
+
+
+def test_every_pil_mode_converts_to_rgba_with_its_range():
+    from PIL import Image
+
+    from ds4d_ns.data.images import rgba_from_pil
+
+    def first(image):
+        return rgba_from_pil(image)[0, 0].tolist()
+
+    assert first(Image.fromarray(np.full((2, 2), 65535, np.uint16))) == [255, 255, 255, 255]  # I;16
+    assert first(Image.fromarray(np.full((2, 2), 32896, np.int32))) == [128, 128, 128, 255]  # I (16-bit data)
+    assert first(Image.fromarray(np.full((2, 2), 0.5, np.float32))) == [128, 128, 128, 255]  # F in [0, 1]
+    assert first(Image.new("CMYK", (2, 2), (0, 255, 0, 0))) == [255, 0, 255, 255]
+    assert first(Image.new("1", (2, 2), 1)) == [255, 255, 255, 255]
+    assert first(Image.new("YCbCr", (2, 2), (128, 128, 128))) == [128, 128, 128, 255]
+    sixteen = Image.fromarray(np.full((2, 2), 7, np.uint16))
+    sixteen.info["transparency"] = 7  # a PNG tRNS grey key
+    assert first(sixteen) == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        rgba_from_pil(Image.fromarray(np.full((2, 2), np.nan, np.float32)))
+
+
+# ------------------------------------------------------------------ files outside the dataset folder
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink", "mask", "ply"])
+def test_files_outside_the_dataset_are_refused_unless_allowed(fake_dataset, tmp_path, how):
+    import shutil
+
+    data = fake_dataset(use_masks=how == "mask")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = outside / "secret.png"
+    shutil.copy(data / ("masks" if how == "mask" else "images") / "input_00/frame_0000.png", secret)
+    if how == "absolute":
+        _edit(data, lambda m: m["frames"][3].__setitem__("file_path", str(secret)))
+        expected = r"frames\[3\] file_path"
+    elif how == "dotdot":
+        _edit(data, lambda m: m["frames"][3].__setitem__("file_path", "../elsewhere/secret.png"))
+        expected = r"frames\[3\] file_path '\.\./elsewhere/secret\.png'"
+    elif how == "symlink":
+        meta = json.loads((data / TRANSFORMS_NAME).read_text())
+        link = data / meta["frames"][3]["file_path"]
+        link.unlink()
+        link.symlink_to(secret)
+        expected = r"frames\[3\] file_path"
+    elif how == "mask":
+        _edit(data, lambda m: m["frames"][3].__setitem__("mask_path", str(secret)))
+        expected = r"frames\[3\] mask_path"
+    else:
+        shutil.copy(data / "init.ply", outside / "points.ply")
+        _edit(data, lambda m: m.__setitem__("ply_file_path", "../elsewhere/points.ply"))
+        expected = r"transforms.json: ply_file_path"
+    with pytest.raises(DatasetError, match=expected + r".* leads outside the dataset folder .*--allow-outside-paths"):
+        parse(data)
+    assert len(parse(data, allow_outside_paths=True).image_filenames) == 9
+    if how == "absolute":  # what counts is where a path leads: an absolute path into the folder is fine
+        inside = str(data.resolve() / "images/input_00/frame_0001.png")
+        _edit(data, lambda m: m["frames"][3].__setitem__("file_path", inside))
+        assert len(parse(data).image_filenames) == 9

@@ -22,21 +22,19 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 
 
 class Ds4dDataset(InputDataset):
-    """Input dataset that turns a frame's ``mask_path`` into the image's alpha channel."""
+    """Input dataset that reads every image as RGBA through ``ds4d_ns.data.images`` (any PIL mode,
+    16-bit scaled, the file named on failure) and turns a frame's ``mask_path`` into its alpha.
+
+    Nerfstudio's own reader wraps 16-bit values modulo 256 and rejects grey+alpha images; the
+    dataparser has decoded every file with the same function, so this never meets a bad one.
+    """
 
     def get_numpy_image(self, image_idx: int) -> npt.NDArray[np.uint8]:
-        image = super().get_numpy_image(image_idx)
-        mask_paths = self.metadata.get("alpha_mask_filenames")
-        if mask_paths is None or mask_paths[image_idx] is None:
-            return image
-        from PIL import Image
+        from ds4d_ns.data.images import load_rgba
 
-        with Image.open(mask_paths[image_idx]) as pil_mask:
-            mask = pil_mask.convert("L")
-            if mask.size != (image.shape[1], image.shape[0]):
-                mask = mask.resize((image.shape[1], image.shape[0]), resample=Image.Resampling.BILINEAR)
-            alpha = np.asarray(mask, dtype=np.uint8)
-        return np.concatenate([image[..., :3], alpha[..., None]], axis=-1)
+        mask_paths = self.metadata.get("alpha_mask_filenames")
+        mask_path = mask_paths[image_idx] if mask_paths is not None else None
+        return load_rgba(self._dataparser_outputs.image_filenames[image_idx], mask_path, self.scale_factor)
 
 
 @dataclass
