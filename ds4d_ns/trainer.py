@@ -5,16 +5,33 @@ flow into Adam's moments and every later checkpoint. The pipeline raises
 :class:`NonFiniteLossError` before the backward pass, so the parameters are still those of the last
 good step: the trainer saves them as a checkpoint and stops with a message naming the step and
 the loss terms that were not finite.
+
+Checkpoints are written through a temporary file and a rename (``ds4d_ns.io.checkpoints``): a full
+disk or a kill never leaves a truncated newest checkpoint, and a resume skips (and names) one
+that does not load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Type
+from pathlib import Path
+from typing import Dict, Literal, Type
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
+
+from ds4d_ns.io.checkpoints import (
+    check_checkpoint_file,
+    check_checkpoint_folder,
+    checkpoint_files,
+    checkpoint_name,
+    load_checkpoint_file,
+    load_newest_checkpoint,
+    save_checkpoint_atomic,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -35,28 +52,68 @@ class Ds4dTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: Ds4dTrainer)
 
+    def save_config(self) -> None:
+        """``ns-train`` saves the config first: settle the device, the run's name and the absolute data
+        path there (``ds4d_ns.run_setup``), so config.yml records what the run uses."""
+        from ds4d_ns.run_setup import prepare_run
+
+        prepare_run(self)
+        super().save_config()
+
 
 class Ds4dTrainer(Trainer):
     """Trainer whose iteration stops the run on :class:`NonFiniteLossError`, keeping a checkpoint,
-    and whose resume (``--load-dir``) optimises the loaded parameters."""
+    whose checkpoints are written atomically, and whose resume (``--load-dir``) skips a checkpoint
+    that does not load and optimises the loaded parameters."""
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        # a missing or empty checkpoint is reported before the dataset and the features are loaded
+        if self.config.load_dir is not None and self.config.load_step is None:
+            check_checkpoint_folder(self.config.load_dir)
+        elif self.config.load_dir is not None:
+            check_checkpoint_file(Path(self.config.load_dir) / checkpoint_name(self.config.load_step))
+        elif self.config.load_checkpoint is not None:
+            check_checkpoint_file(self.config.load_checkpoint)
+        super().setup(test_mode)
 
     def _load_checkpoint(self) -> None:
+        if self.config.load_dir is not None:
+            path, state = load_newest_checkpoint(self.config.load_dir, self.config.load_step)
+        elif self.config.load_checkpoint is not None:
+            path, state = self.config.load_checkpoint, load_checkpoint_file(self.config.load_checkpoint)
+        else:
+            CONSOLE.print("No Nerfstudio checkpoint to load, so training from scratch.")
+            return
+        self._start_step = state["step"] + 1
+        self.pipeline.load_pipeline(state["pipeline"], state["step"])
         # Nerfstudio makes the optimizers before it loads a checkpoint, and loading a ds4d model
         # replaces its per-Gaussian parameters and TSSF module (their sizes come from the
         # checkpoint), so the first optimizers would hold orphaned tensors and nothing would train.
-        # Rebuild them on the loaded parameters just before their state is restored.
-        optimizers = self.optimizers
-        original_load = optimizers.load_optimizers
+        # Rebuild them on the loaded parameters before their state is restored.
+        self.optimizers = self.setup_optimizers()
+        self.optimizers.load_optimizers(state["optimizers"])
+        if "schedulers" in state and self.config.load_scheduler:
+            self.optimizers.load_schedulers(state["schedulers"])
+        self.grad_scaler.load_state_dict(state["scalers"])
+        CONSOLE.print(f"Done loading Nerfstudio checkpoint from {escape(str(path))}")
 
-        def rebuild_then_load(state) -> None:
-            self.optimizers = self.setup_optimizers()
-            self.optimizers.load_optimizers(state)
-
-        optimizers.load_optimizers = rebuild_then_load  # type: ignore[method-assign]
-        try:
-            super()._load_checkpoint()
-        finally:
-            optimizers.load_optimizers = original_load  # type: ignore[method-assign]
+    @check_main_thread
+    def save_checkpoint(self, step: int) -> None:
+        """Save through a temporary file and a rename: the previous checkpoint stays until this one is complete."""
+        path = self.checkpoint_dir / checkpoint_name(step)
+        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        state = {
+            "step": step,
+            "pipeline": pipeline.state_dict(),
+            "optimizers": {k: v.state_dict() for (k, v) in self.optimizers.optimizers.items()},
+            "schedulers": {k: v.state_dict() for (k, v) in self.optimizers.schedulers.items()},
+            "scalers": self.grad_scaler.state_dict(),
+        }
+        save_checkpoint_atomic(state, path)
+        if self.config.save_only_latest_checkpoint:
+            for _, older in checkpoint_files(self.checkpoint_dir):  # checkpoints only, not other files
+                if older != path:
+                    older.unlink()
 
     def train_iteration(self, step: int):
         try:
@@ -64,8 +121,8 @@ class Ds4dTrainer(Trainer):
         except NonFiniteLossError as err:
             self.save_checkpoint(step)
             CONSOLE.print(
-                f"[bold red]Training stopped: {err}. The parameters before this step were saved to "
-                f"{self.checkpoint_dir} (load them with --load-dir to resume, e.g. with a lower "
+                f"[bold red]Training stopped: {escape(str(err))}. The parameters before this step were saved to "
+                f"{escape(str(self.checkpoint_dir))} (load them with --load-dir to resume, e.g. with a lower "
                 "--pipeline.model.sds-weight)."
             )
             raise

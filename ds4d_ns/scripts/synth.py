@@ -14,6 +14,7 @@ from typing import Annotated
 
 import tyro
 
+from ds4d_ns.errors import exit_on_user_error
 from ds4d_ns.synth.generate import generate_dataset
 from ds4d_ns.synth.scenes import DEFAULT_SCENE
 
@@ -41,7 +42,7 @@ class SynthConfig:
     steps: int = 80
     """Sphere-tracing steps per ray."""
     force: bool = False
-    """Write into a non-empty folder that is not an earlier run with the same settings (deletes nothing)."""
+    """Write into a folder holding other files (left alone) or an earlier run of other settings (replaced)."""
 
 
 def main(config: SynthConfig) -> Path:
@@ -61,8 +62,10 @@ def main(config: SynthConfig) -> Path:
 
 
 def entrypoint() -> None:
-    """Console-script entry point."""
-    main(tyro.cli(SynthConfig))
+    """Console-script entry point: user errors end with one line and exit status 2."""
+    config = tyro.cli(SynthConfig)
+    with exit_on_user_error("ds4d-synth"):
+        main(config)
 
 
 if __name__ == "__main__":
