@@ -5,6 +5,13 @@ training images by frame and view, extracts (or loads from the cache) their DINO
 decouples and reduces them, and attaches the maps to the model, before the optimizers are made.
 Evaluation and inference (``ns-eval``, ``ns-render``, the viewer) skip all of this: the maps are
 in the checkpoint, so a trained model renders without the backbone.
+
+Training set-up (``test_mode="val"``, as nerfstudio's trainer builds it) is where ``ns-train`` meets
+the user's data and weights: every pretrained model the run needs is checked at once
+(``ds4d_ns.weights.require_weights``), and a user error (a bad dataset, missing weights) ends the
+command with its one-line message and exit status 2 instead of a traceback (nerfstudio's
+``ns-train`` entry point has no hook of its own for that). Other modes let the error reach the
+calling command, which reports it the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from typing import Literal, Optional, Type
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
+
+from ds4d_ns.errors import UserError, exit_with_user_error
 
 
 @dataclass
@@ -37,12 +46,23 @@ class Ds4dPipeline(VanillaPipeline):
         local_rank: int = 0,
         grad_scaler: Optional[object] = None,
     ) -> None:
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+        if test_mode != "val":
+            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+            return
+        try:
+            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+            self._setup_training(device)
+        except UserError as err:
+            exit_with_user_error("ns-train", err)
+
+    def _setup_training(self, device: str) -> None:
         from ds4d_ns.ds4d_model import Ds4dModel
+        from ds4d_ns.weights import require_weights
 
         model = self.model
-        if test_mode == "val" and isinstance(model, Ds4dModel):
-            model.setup_training_priors()  # LPIPS / Zero123 weights: fail now, before any long work
+        if isinstance(model, Ds4dModel):
+            require_weights(model.config)  # every missing model in one message, before any is loaded
+            model.setup_training_priors()  # LPIPS / Zero123 weights
             if model.config.frame_features != "none":
                 self._attach_frame_features(model, device)
 

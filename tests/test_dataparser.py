@@ -299,6 +299,11 @@ def test_grey_alpha_and_palette_transparency_images_are_read_as_rgba(fake_datase
     assert image.shape == (16, 16, 4)
     np.testing.assert_array_equal(image[..., :3], np.repeat(grey[..., None], 3, axis=-1))
     np.testing.assert_array_equal(image[..., 3], alpha)
+    from ds4d_ns.data.datamanager import Ds4dDataset
+
+    out = parse(data)
+    index = [Path(p).relative_to(data).as_posix() for p in out.image_filenames].index("images/input_00/frame_0001.png")
+    assert Ds4dDataset(out, scale_factor=0.5).get_numpy_image(index).shape == (8, 8, 4)  # as the -cpu configs scale
 
     palette = Image.new("P", (16, 16), 0)
     palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple, Type
+from typing import Dict, List, Literal, Tuple, Type
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,14 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         self.middle_frame = int(frame_of_image[int((times - 0.5).abs().argmin())])
         self._frame_rng = random.Random(config.frame_sampling_seed)
         self._frame_queue: List[int] = []
+
+    def _load_images(self, split: Literal["train", "eval"], cache_images_device: Literal["cpu", "gpu"]):
+        # "cpu" caching pins the images' memory for fast copies to a GPU, and pinning fails without
+        # CUDA (nerfstudio also switches to it by itself for datasets over 500 images). Without a GPU,
+        # "gpu" caching means "on self.device", the CPU: the same images, nothing pinned.
+        if torch.device(self.device).type != "cuda":
+            cache_images_device = "gpu"
+        return super()._load_images(split, cache_images_device)
 
     def _next_frame(self, step: int) -> int:
         if step < self.config.static_stage_steps:

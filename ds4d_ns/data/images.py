@@ -157,5 +157,5 @@ def load_rgba(
     if scale_factor != 1.0:
         height, width = rgba.shape[:2]
         size = (int(width * scale_factor), int(height * scale_factor))
-        rgba = np.asarray(Image.fromarray(rgba, "RGBA").resize(size, resample=Image.Resampling.BILINEAR))
-    return np.ascontiguousarray(rgba, dtype=np.uint8)
+        rgba = np.asarray(Image.fromarray(rgba).resize(size, resample=Image.Resampling.BILINEAR))
+    return np.array(rgba, dtype=np.uint8, order="C")  # a writable copy: torch.from_numpy warns otherwise

@@ -8,15 +8,16 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import tyro
 
-from ds4d_ns.errors import exit_on_user_error
+from ds4d_ns.errors import UserError, exit_on_user_error
 from ds4d_ns.synth.generate import generate_dataset
-from ds4d_ns.synth.scenes import DEFAULT_SCENE
+from ds4d_ns.synth.scenes import DEFAULT_SCENE, SCENES
 
 
 @dataclass
@@ -45,8 +46,39 @@ class SynthConfig:
     """Write into a folder holding other files (left alone) or an earlier run of other settings (replaced)."""
 
 
+def validate(config: SynthConfig) -> None:
+    """Check every argument before any work.
+
+    Raises:
+        UserError: one message naming the flag (or OUT), the value given and what is accepted.
+    """
+    if config.scene not in SCENES:
+        raise UserError(f"--scene {config.scene!r}: unknown scene; choose one of {sorted(SCENES)}")
+    minimums = {"frames": 1, "resolution": 8, "num_points": 4, "steps": 1, "seed": 0}
+    for name, minimum in minimums.items():
+        value = getattr(config, name)
+        if value < minimum:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} must be at least {minimum}, got {value}")
+    for name in ("pseudo_noise", "point_noise"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0.0):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"OUT {output} is a file; give a folder (new, empty, or an earlier ds4d-synth run)")
+    for parent in output.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"OUT {output} cannot be made: {parent} is a file; give a path under a folder")
+
+
 def main(config: SynthConfig) -> Path:
-    """Generate the dataset described by ``config``; returns the path of its transforms.json."""
+    """Generate the dataset described by ``config``; returns the path of its transforms.json.
+
+    Raises:
+        UserError: an argument ds4d-synth cannot use (see :func:`validate`), before any work.
+    """
+    validate(config)
     return generate_dataset(
         config.output,
         scene=config.scene,
