@@ -219,3 +219,243 @@ def test_palette_images_keep_their_transparency(tmp_path: Path):
     clip = read_clip(tmp_path)
     assert clip.images[0].shape == (8, 8, 4)
     assert clip.images[0][0, 0, 3] == 0 and clip.images[0][3, 3, 3] == 255
+
+
+def _folder_clip(folder: Path, frames: int = 4, size: int = 48) -> Path:
+    """RGBA frames ``0.png`` .. of a red square moving right on a transparent background."""
+    for k in range(frames):
+        image = np.zeros((size, size, 4), dtype=np.uint8)
+        image[14:34, 8 + 3 * k : 28 + 3 * k] = (200, 40, 40, 255)
+        write_png_atomic(folder / f"{k}.png", image)
+    return folder
+
+
+def _grid(tile: int, seed: int, alpha: bool) -> np.ndarray:
+    """A Zero123++-style 3 x 2 grid: view v shows a disc of brightness 20 * v + seed on grey (or transparent)."""
+    ys, xs = np.mgrid[0:tile, 0:tile]
+    disc = (xs - tile / 2) ** 2 + (ys - tile / 2) ** 2 <= (tile / 3) ** 2
+    grid = np.zeros((3 * tile, 2 * tile, 4 if alpha else 3), dtype=np.uint8)
+    for view in range(6):
+        row, column = divmod(view, 2)
+        cell = grid[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile]
+        cell[..., :3] = 128  # Zero123++'s grey background
+        cell[disc, :3] = (20 * view + seed, 200, 30)
+        if alpha:
+            cell[disc, 3] = 255
+    return grid
+
+
+def _import_config(source: Path, out: Path, views_dir: Path, **overrides) -> ProcessConfig:
+    settings = dict(
+        input=source,
+        output=out,
+        num_frames=4,
+        resolution=24,
+        pseudo_views=views_dir,
+        pseudo_release="v1.1",
+        num_points=200,
+        hull_resolution=16,
+        device="cpu",
+    )
+    settings.update(overrides)
+    return ProcessConfig(**settings)
+
+
+def test_imported_pseudo_views_need_no_generator_and_keep_order_alpha_and_cameras(tmp_path: Path, monkeypatch):
+    import json
+
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+    from PIL import Image
+
+    from ds4d_ns import views
+    from ds4d_ns.process import zero123plus
+
+    monkeypatch.setattr(
+        zero123plus.Zero123PlusPipeline, "load", classmethod(lambda *a, **k: pytest.fail("no generator"))
+    )
+    source = _folder_clip(tmp_path / "frames")
+    views_dir = tmp_path / "views"
+    for k in range(4):  # frames 0, 2: RGBA grids; 1: RGB grid; 3: a folder of RGB tiles 0.png .. 5.png
+        if k == 3:
+            for view, tile in enumerate(_tiles(_grid(32, 3, alpha=False))):
+                write_png_atomic(views_dir / "frame_3" / f"{view}.png", tile)
+        else:
+            write_png_atomic(views_dir / f"frame_{k}.png", _grid(32, k, alpha=k != 1))
+    out = tmp_path / "dataset"
+    process(_import_config(source, out, views_dir))
+    for k in range(4):
+        for view in range(6):
+            tile = np.asarray(Image.open(out / f"images/pseudo_{view:02d}/frame_{k:04d}.png"))
+            assert tile.shape == (24, 24, 4)
+            assert tile[0, 0, 3] == 0 and tile[12, 12, 3] == 255  # grey background keyed, alpha kept
+            assert abs(int(tile[12, 12, 0]) - (20 * view + k)) <= 2  # tile order and frame order
+    meta = json.loads((out / "transforms.json").read_text())
+    layout = views.zero123pp_views("v1.1")
+    for record in meta["frames"]:
+        if record["role"] == "pseudo":
+            position = np.asarray(record["transform_matrix"])[:3, 3]
+            elevation = np.degrees(np.arctan2(position[2], np.hypot(position[0], position[1])))
+            assert abs(elevation - layout[record["view_index"]].elevation_deg) < 1e-3  # v1.1: +30 / -20
+    assert len(Ds4dDataParserConfig(data=out).setup().get_dataparser_outputs("train").image_filenames) == 28
+
+
+def _tiles(grid: np.ndarray) -> list:
+    tile = grid.shape[1] // 2
+    return [grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for r in range(3) for c in range(2)]
+
+
+def test_bad_imported_pseudo_views_fail_before_any_output(tmp_path: Path):
+    source = _folder_clip(tmp_path / "frames")
+    out = tmp_path / "dataset"
+    views_dir = tmp_path / "views"
+    for k in range(3):
+        write_png_atomic(views_dir / f"{k}.png", _grid(16, k, alpha=True))
+    with pytest.raises(InputError, match="3 grid images or tile folders, but .*frames has 4 frames"):
+        process(_import_config(source, out, views_dir))
+    write_png_atomic(views_dir / "3.png", np.zeros((40, 32, 3), dtype=np.uint8))  # 4:5, not 2:3
+    with pytest.raises(InputError, match=r"3.png: 32x40 pixels is not a Zero123\+\+ grid"):
+        process(_import_config(source, out, views_dir))
+    (views_dir / "3.png").unlink()
+    for view in range(5):
+        write_png_atomic(views_dir / "3" / f"{view}.png", np.zeros((16, 16, 3), dtype=np.uint8))
+    with pytest.raises(InputError, match="3: 5 tile images .* has 6 views"):
+        process(_import_config(source, out, views_dir))
+    with pytest.raises(InputError, match="--pseudo-views needs --pseudo-release"):
+        process(_import_config(source, out, views_dir, pseudo_release=None))
+    assert not out.exists()
+
+
+def test_zero123plus_is_conditioned_on_the_source_resolution_crop(tmp_path: Path, monkeypatch):
+    from ds4d_ns.process import run
+    from ds4d_ns.process.framing import clip_crop, crop_rgba
+
+    source = _folder_clip(tmp_path / "frames", size=96)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(config, out, condition_images, todo, pipeline, matting):
+        seen["images"], seen["todo"] = condition_images, todo
+        raise Stop
+
+    monkeypatch.setattr(run, "_load_generator", lambda config: (None, None))
+    monkeypatch.setattr(run, "_generate_pseudo_views", record)
+    with pytest.raises(Stop):
+        process(ProcessConfig(input=source, output=tmp_path / "dataset", num_frames=4, resolution=16, device="cpu"))
+    from PIL import Image
+
+    sources = [np.asarray(Image.open(source / f"{k}.png")) for k in range(4)]
+    crop = clip_crop(sources, [str(k) for k in range(4)], 0.85)
+    side = crop[2] - crop[0]
+    assert side > 16 and [image.shape for image in seen["images"]] == [(side, side, 4)] * 4
+    for image, original in zip(seen["images"], sources):
+        assert np.array_equal(image, crop_rgba(original, crop))  # the same square, not resampled
+
+
+def test_replaced_input_frames_are_noticed_and_named(tmp_path: Path):
+    import os
+
+    from PIL import Image
+
+    source = _folder_clip(tmp_path / "frames")
+    views_dir = tmp_path / "views"
+    for k in range(4):
+        write_png_atomic(views_dir / f"{k}.png", _grid(16, k, alpha=True))
+    out = tmp_path / "dataset"
+    process(_import_config(source, out, views_dir))
+    process(_import_config(source, out, views_dir))  # unchanged: resumes
+    replacement = np.zeros((48, 48, 4), dtype=np.uint8)
+    replacement[4:44, 4:44] = (10, 200, 10, 255)
+    stat = (source / "2.png").stat()
+    write_png_atomic(source / "2.png", replacement)  # same name, new content
+    with pytest.raises(FileExistsError, match=r"2.png: content, size(, modification time)? changed"):
+        process(_import_config(source, out, views_dir))
+    process(_import_config(source, out, views_dir, force=True))
+    written = np.asarray(Image.open(out / "images/input_00/frame_0002.png"))
+    assert written[12, 12, 1] > 150  # the new frame 2, not the old one
+    os.utime(source / "2.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # only touched
+    with pytest.raises(FileExistsError, match="2.png: modification time changed"):
+        process(_import_config(source, out, views_dir))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"batch_size": 0}, "--batch-size must be a positive whole number, got 0"),
+        ({"num_points": 0}, "--num-points must be a positive whole number, got 0"),
+        ({"num_frames": -1}, "--num-frames must be a positive whole number, got -1"),
+        ({"resolution": 0}, "--resolution must be a positive whole number, got 0"),
+        ({"fill": 1.5}, r"--fill must be in \(0, 1\]"),
+        ({"masks": Path("no-such-masks")}, "--masks no-such-masks: no such folder"),
+        ({"init_mesh": Path("no-such.obj")}, "--init-mesh no-such.obj: no such file"),
+        ({"pseudo_release": "v1.2"}, "--pseudo-release only applies with --pseudo-views"),
+        ({"background_colour": (255, 300, 0)}, "--background-colour takes three values from 0 to 255"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(tmp_path: Path, monkeypatch, overrides, message):
+    from ds4d_ns.process import frames
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(frames, "read_clip", lambda *a, **k: pytest.fail("work started"))
+    source = _folder_clip(tmp_path / "frames")
+    with pytest.raises(InputError, match=message):
+        process(ProcessConfig(input=source, output=tmp_path / "dataset", **overrides))
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_an_output_below_a_file_is_one_clear_line(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    source = _folder_clip(tmp_path / "frames")
+    (tmp_path / "a_file").write_text("x")
+    for arguments, expected in (
+        ([str(tmp_path / "a_file" / "out")], "a_file is a file, not a folder"),
+        ([str(tmp_path / "out"), "--batch-size", "0"], "--batch-size must be a positive whole number, got 0"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "ds4d_ns.scripts.process", str(source), *arguments],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+        )
+        assert result.returncode == 2 and expected in result.stdout, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_rembg_without_its_model_fails_before_long_work_naming_it(tmp_path: Path, monkeypatch):
+    import sys
+    import types
+
+    def offline(model):
+        raise ConnectionError(f"could not download {model}.onnx")
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=offline))
+    video, _ = _write_clip(tmp_path / "user")
+    with pytest.raises(InputError) as caught:
+        process(ProcessConfig(input=video, output=tmp_path / "dataset", num_frames=3, matting="rembg"))
+    message = str(caught.value)
+    assert "'u2net'" in message and "--matting white" in message and "--masks" in message
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_a_clip_on_white_is_matted_by_the_white_key(tmp_path: Path):
+    from PIL import Image
+
+    video, masks = _write_clip(tmp_path / "user")  # a red disc on white, no alpha
+    views_dir = tmp_path / "views"
+    for k in range(4):
+        write_png_atomic(views_dir / f"{k}.png", _grid(16, k, alpha=True))
+    out = tmp_path / "dataset"
+    process(_import_config(video, out, views_dir, matting="white", resolution=32))
+    reference = tmp_path / "with_masks"
+    process(_import_config(video, reference, views_dir, masks=masks, resolution=32))  # the disc's true masks
+    for k in range(4):
+        name = f"images/input_00/frame_{k:04d}.png"
+        keyed = np.asarray(Image.open(out / name))[..., 3] / 255.0
+        true = np.asarray(Image.open(reference / name))[..., 3] / 255.0
+        assert keyed[0, 0] == 0 and (keyed == 1).sum() > 50
+        assert np.abs(keyed - true).mean() < 0.03

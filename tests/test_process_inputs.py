@@ -9,7 +9,7 @@ import pytest
 
 from ds4d_ns.data.dataset_format import write_png_atomic
 from ds4d_ns.io.video import write_video_atomic
-from ds4d_ns.process.frames import InputError, read_clip, sample_indices
+from ds4d_ns.process.frames import InputError, natural_sorted, read_clip, sample_indices
 from ds4d_ns.process.framing import crop_rgba, foreground_box, frame_clip, square_crop, union_box
 
 
@@ -98,3 +98,153 @@ def test_crops_beyond_the_image_are_padded_transparent():
     assert square_crop((0, 0, 10, 10), fill=0.5) == (-5, -5, 15, 15)
     cropped = crop_rgba(image, (-5, -5, 15, 15), 20)
     assert cropped[0, 0, 3] == 0 and cropped[10, 10, 3] == 255
+
+
+def _numbered_frames(folder: Path, count: int, size: int = 32, alpha: bool = True) -> list:
+    """Frames ``0.png`` .. ``{count-1}.png`` (Consistent4D's names); frame k's object sits at column k."""
+    images = []
+    for k in range(count):
+        image = np.zeros((size, size, 4 if alpha else 3), dtype=np.uint8)
+        if not alpha:
+            image[...] = 255
+        image[10:20, k : k + 4, :3] = (200, 10 * k, 40)
+        if alpha:
+            image[10:20, k : k + 4, 3] = 255
+        write_png_atomic(folder / f"{k}.png", image)
+        images.append(image)
+    return images
+
+
+def _log_lines(monkeypatch) -> list:
+    """What ds4d-process logs through nerfstudio's console, one string per call."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    lines: list = []
+    monkeypatch.setattr(CONSOLE, "log", lambda *args, **kwargs: lines.append(" ".join(map(str, args))))
+    return lines
+
+
+def test_numbered_frames_are_read_in_natural_order_and_the_log_says_so(tmp_path: Path, monkeypatch):
+    images = _numbered_frames(tmp_path, 12)
+    logged = _log_lines(monkeypatch)
+    clip = read_clip(tmp_path, num_frames=12)
+    assert clip.names == [f"{k}.png" for k in range(12)]  # 2.png before 10.png
+    assert all(np.array_equal(got, want) for got, want in zip(clip.images, images))
+    assert clip.source_count == 12
+    assert any("natural order" in line and "2.png, ..., 11.png" in line for line in logged)
+    assert [p.name for p in natural_sorted([Path("b10.png"), Path("B2.png"), Path("a.png")])] == [
+        "a.png",
+        "B2.png",
+        "b10.png",
+    ]
+
+
+def test_masks_are_matched_to_numbered_frames_by_their_number(tmp_path: Path):
+    from ds4d_ns.process.masks import input_rgba
+
+    _numbered_frames(tmp_path / "frames", 12, alpha=False)
+    for k in range(12):  # mask k marks column k only; names sort differently as text and by number
+        mask = np.zeros((32, 32), dtype=np.uint8)
+        mask[:, k] = 255
+        write_png_atomic(tmp_path / "masks" / f"mask_{k}.png", mask)
+    clip = read_clip(tmp_path / "frames", num_frames=4)  # frames 0, 4, 7, 11
+    rgba, files = input_rgba(clip, tmp_path / "frames", tmp_path / "masks", "none")
+    assert [f.name for f in files] == ["mask_0.png", "mask_4.png", "mask_7.png", "mask_11.png"]
+    for image, index in zip(rgba, clip.source_indices):
+        assert np.flatnonzero(image[0, :, 3]).tolist() == [index]
+    # frames numbered 0..11 and masks numbered 1..12: the frame without a mask is named
+    for k in range(12):
+        (tmp_path / "masks" / f"mask_{k}.png").rename(tmp_path / "masks" / f"m_{k + 1}.png")
+    with pytest.raises(InputError, match=r"no mask numbered 0 for frame 0.png"):
+        input_rgba(clip, tmp_path / "frames", tmp_path / "masks", "none")
+
+
+def test_masks_of_a_video_are_matched_by_position_and_counted(tmp_path: Path):
+    from ds4d_ns.process.masks import input_rgba
+
+    video = tmp_path / "clip.mp4"
+    write_video_atomic(video, [np.full((32, 32, 3), 255, dtype=np.uint8)] * 3, fps=10)
+    for k in range(3):
+        mask = np.zeros((32, 32), dtype=np.uint8)
+        mask[k, :] = 255
+        write_png_atomic(tmp_path / "masks" / f"{k}.png", mask)
+    clip = read_clip(video)
+    rgba, _ = input_rgba(clip, video, tmp_path / "masks", "none")
+    assert [int(np.flatnonzero(image[:, 0, 3])[0]) for image in rgba] == [0, 1, 2]
+    (tmp_path / "masks" / "2.png").unlink()
+    with pytest.raises(InputError, match="2 masks, but .*clip.mp4 has 3 frames"):
+        input_rgba(clip, video, tmp_path / "masks", "none")
+
+
+def _rgba_frames(count: int = 4, size: int = 32) -> list:
+    frames = []
+    for k in range(count):
+        image = np.zeros((size, size, 4), dtype=np.uint8)
+        image[..., :3] = (200, 40, 40)
+        image[8:24, 4 + 2 * k : 20 + 2 * k, 3] = 255
+        frames.append(image)
+    return frames
+
+
+def _encode_rgba(path: Path, codec: str, pix_fmt: str, frames: list, options: dict | None = None) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        if options:
+            stream.options = options
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgba")))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize(
+    "name, codec, pix_fmt, options",
+    [
+        ("png.mov", "png", "rgba", None),
+        ("prores4444.mov", "prores_ks", "yuva444p10le", {"profile": "4444"}),
+        ("vp9_alpha.webm", "libvpx-vp9", "yuva420p", None),
+    ],
+)
+def test_a_video_with_an_alpha_channel_is_read_as_rgba(tmp_path: Path, name, codec, pix_fmt, options):
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"PyAV's FFmpeg has no {codec} encoder")
+    frames = _rgba_frames()
+    _encode_rgba(tmp_path / name, codec, pix_fmt, frames, options)
+    clip = read_clip(tmp_path / name)
+    assert [image.shape for image in clip.images] == [(32, 32, 4)] * 4
+    for got, want in zip(clip.images, frames):
+        assert np.abs(got[..., 3].astype(int) - want[..., 3]).mean() < 4  # lossless or near it
+        assert ((got[..., 3] > 127) == (want[..., 3] > 127)).mean() > 0.98
+
+
+def test_the_white_key_mattes_an_object_with_a_soft_edge_and_no_holes():
+    from ds4d_ns.process.key_matte import key_alpha
+
+    size = 96
+    ys, xs = np.mgrid[0:size, 0:size]
+    image = np.full((size, size, 3), 255, dtype=np.uint8)
+    disc = (xs - 48) ** 2 + (ys - 48) ** 2 <= 30**2
+    image[disc] = (200, 30, 30)
+    pale = (xs - 48) ** 2 + (ys - 40) ** 2 <= 6**2  # the object's own near-white part, enclosed
+    image[pale] = (248, 246, 244)
+    gap = (abs(xs - 60) <= 4) & (abs(ys - 58) <= 4)  # a see-through gap: exactly the background, enclosed
+    image[gap] = 255
+    edge = ((xs - 48) ** 2 + (ys - 48) ** 2 > 30**2) & ((xs - 48) ** 2 + (ys - 48) ** 2 <= 31**2)
+    image[edge] = (245, 230, 230)  # a pixel half-mixed with the background: partial alpha
+    image[5, 5] = (230, 230, 230)  # a compression speck on the background
+    alpha = key_alpha(image)
+    assert alpha[48, 48] == 1.0 and alpha[0, 0] == 0.0
+    assert (alpha[pale] == 1.0).all()  # holes of the object's own colour are filled
+    assert (alpha[gap] == 0.0).all()  # a large enclosed region of pure background is not
+    assert alpha[5, 5] == 0.0  # specks are dropped
+    soft = alpha[edge]
+    assert ((soft > 0) & (soft < 1)).mean() > 0.5  # the border is soft
+    # another background colour: the same object on green
+    green = np.where(image == 255, np.array([0, 177, 64], dtype=np.uint8), image).astype(np.uint8)
+    green[pale] = (200, 30, 30)
+    alpha_green = key_alpha(green, colour=(0, 177, 64))
+    assert alpha_green[48, 48] == 1.0 and alpha_green[0, 0] == 0.0

@@ -8,7 +8,7 @@ empty (transparent) pixels.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,8 +49,11 @@ def square_crop(box: Box, fill: float = 0.85) -> Box:
     return x0, y0, x0 + side, y0 + side
 
 
-def crop_rgba(rgba: np.ndarray, crop: Box, resolution: int) -> np.ndarray:
-    """Crop (padding with transparent pixels beyond the image) and resize an RGBA image to a square."""
+def crop_rgba(rgba: np.ndarray, crop: Box, resolution: Optional[int] = None) -> np.ndarray:
+    """Crop (padding with transparent pixels beyond the image) and resize an RGBA image to a square.
+
+    ``resolution`` None keeps the crop at the source's own resolution (no resampling).
+    """
     from PIL import Image
 
     left, top, right, bottom = crop
@@ -60,13 +63,20 @@ def crop_rgba(rgba: np.ndarray, crop: Box, resolution: int) -> np.ndarray:
     src_x1, src_y1 = min(right, width), min(bottom, height)
     if src_x1 > src_x0 and src_y1 > src_y0:
         canvas[src_y0 - top : src_y1 - top, src_x0 - left : src_x1 - left] = rgba[src_y0:src_y1, src_x0:src_x1]
+    if resolution is None or resolution == canvas.shape[0]:
+        return canvas
     resized = Image.fromarray(canvas, mode="RGBA").resize((resolution, resolution), Image.Resampling.LANCZOS)
     return np.asarray(resized)
 
 
+def clip_crop(rgbas: Sequence[np.ndarray], names: Sequence[str], fill: float = 0.85) -> Box:
+    """The clip's one square (source pixels) around the union of its foreground."""
+    return square_crop(union_box([rgba[..., 3] / 255.0 for rgba in rgbas], names), fill)
+
+
 def frame_clip(
-    rgbas: Sequence[np.ndarray], names: Sequence[str], resolution: int, fill: float = 0.85
+    rgbas: Sequence[np.ndarray], names: Sequence[str], resolution: Optional[int], fill: float = 0.85
 ) -> List[np.ndarray]:
-    """Every frame cropped with the clip's one square around the union of its foreground."""
-    crop = square_crop(union_box([rgba[..., 3] / 255.0 for rgba in rgbas], names), fill)
+    """Every frame cropped with the clip's one square; ``resolution`` None keeps the source's resolution."""
+    crop = clip_crop(rgbas, names, fill)
     return [crop_rgba(rgba, crop, resolution) for rgba in rgbas]

@@ -1,60 +1,146 @@
-"""Foreground masks of the input frames, and matting of generated views.
+"""Foreground masks of the input frames, and matting of generated (or imported RGB) views.
 
-Input frames: their own alpha channel when they have one; else a folder of masks (``--masks``,
-one per source frame, sorted by name); else ``rembg`` (an optional extra whose model downloads on
-first use). Generated views: ``rembg`` when chosen, else a key on Zero123++'s uniform grey
-background (good for objects that are not themselves mid-grey; ``rembg`` is the robust choice).
+Input frames: their own alpha channel when it is not fully opaque; else a folder of masks
+(``--masks``, one per source frame); else ``--matting white`` (a key on a plain background,
+``ds4d_ns.process.key_matte``) or ``--matting rembg`` (an optional extra whose model downloads on
+first use). Masks are matched to frames by the number in their names when frames and masks are
+both numbered (``0.png`` <- ``mask_0.png``), else by position in natural order.
+
+Generated views: ``rembg`` when chosen, else a key on Zero123++'s uniform grey background (good for
+objects that are not themselves mid-grey; ``rembg`` is the robust choice).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
 
-from ds4d_ns.process.frames import IMAGE_SUFFIXES, Clip, InputError
+from ds4d_ns.process.frames import Clip, InputError, describe_order, frame_number, image_files
+from ds4d_ns.process.key_matte import Colour, key_rgba
 
-Matting = Literal["none", "rembg"]
+Matting = Literal["none", "white", "rembg"]
+REMBG_MODEL = "u2net"
+"""rembg's default model; rembg downloads it from its GitHub releases on first use."""
 
 
-def _rembg_session():
+def _rembg_model_path() -> Path:
+    # where rembg keeps its models (its U2NET_HOME variable, else ~/.u2net)
+    home = os.environ.get("U2NET_HOME", os.path.join(os.environ.get("XDG_DATA_HOME", "~"), ".u2net"))
+    return Path(home).expanduser() / f"{REMBG_MODEL}.onnx"
+
+
+def rembg_session():
+    """rembg and a session of its model, or an InputError naming the model and the alternatives.
+
+    Called before any long work: offline, rembg fails when it tries to download its model.
+    """
+    alternatives = "use --matting white for a plain white background (--background-colour for another), or --masks DIR"
     try:
         import rembg
     except ImportError as err:
         raise InputError(
             "--matting rembg needs the optional rembg package: pip install rembg (its model "
-            "downloads on first use), or give masks with --masks DIR"
+            f"'{REMBG_MODEL}' downloads on first use); or {alternatives}"
         ) from err
-    return rembg, rembg.new_session()
+    try:
+        return rembg, rembg.new_session(REMBG_MODEL)
+    except Exception as err:  # a download failure surfaces as whatever the HTTP stack raises
+        raise InputError(
+            f"--matting rembg: its model '{REMBG_MODEL}' could not be loaded ({type(err).__name__}: {err}). "
+            f"rembg downloads it once into its model folder (usually {_rembg_model_path()}; internet needed); "
+            f"or {alternatives}"
+        ) from err
 
 
-def input_rgba(clip: Clip, source: Path, masks_dir: Optional[Path], matting: Matting) -> List[np.ndarray]:
-    """RGBA frames: alpha from the images, a masks folder, or rembg (checked before long work)."""
-    if all(image.shape[-1] == 4 for image in clip.images) and masks_dir is None:
-        return list(clip.images)
+def match_masks(masks_dir: Path, clip: Clip, source: Path) -> List[Path]:
+    """The mask file of each sampled frame (see the module docstring for the matching)."""
+    masks_dir = Path(masks_dir)
+    if not masks_dir.is_dir():
+        raise InputError(f"--masks {masks_dir}: no such folder")
+    files = image_files(masks_dir)
+    if not files:
+        raise InputError(f"--masks {masks_dir}: no images in this folder")
+    frame_numbers = [frame_number(f) for f in clip.files] if source.is_dir() else []
+    by_number = _numbered(files)
+    if frame_numbers and None not in frame_numbers and by_number is not None:
+        CONSOLE.log(f"Masks: {escape(str(masks_dir))}: matched to the frames by the number in their names")
+        chosen = []
+        for frame, number in zip(clip.files, frame_numbers):
+            if number not in by_number:
+                raise InputError(
+                    f"--masks {masks_dir}: no mask numbered {number} for frame {frame.name} (masks are numbered "
+                    f"{min(by_number)}..{max(by_number)}); name each mask with its frame's number"
+                )
+            chosen.append(by_number[number])
+        return chosen
+    if len(files) != clip.source_count:
+        raise InputError(
+            f"--masks {masks_dir}: {len(files)} masks, but {source} has {clip.source_count} frames; give one mask "
+            "per source frame (matched in natural order, or by the number in the names of numbered frames)"
+        )
+    CONSOLE.log(f"Masks: {escape(str(masks_dir))}: {escape(describe_order(files))}, matched to the frames by position")
+    return [files[index] for index in clip.source_indices]
+
+
+def _numbered(files: Sequence[Path]) -> Optional[Dict[int, Path]]:
+    """Files by their number, or None when a file has no number or two share one."""
+    numbers = [frame_number(f) for f in files]
+    if None in numbers or len(set(numbers)) != len(numbers):
+        return None
+    return {number: file for number, file in zip(numbers, files) if number is not None}
+
+
+def _read_mask(file: Path, size: Tuple[int, int]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as pil:
+            # a mask saved as RGBA carries the mask in its alpha when the colour is constant
+            bands = pil.getbands()
+            mask = np.asarray(pil.getchannel("A") if "A" in bands and len(bands) > 1 else pil.convert("L"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{file}: not a readable mask image ({err})") from err
+    if mask.shape != size:
+        height, width = size
+        raise InputError(f"{file}: mask is {mask.shape[1]}x{mask.shape[0]}, its frame {width}x{height}")
+    return mask
+
+
+def input_rgba(
+    clip: Clip,
+    source: Path,
+    masks_dir: Optional[Path],
+    matting: Matting,
+    background_colour: Colour = (255, 255, 255),
+    key_tolerance: float = 20.0,
+) -> Tuple[List[np.ndarray], List[Path]]:
+    """RGBA frames (alpha from the images, a masks folder, a background key or rembg) and the mask files read."""
+    has_alpha = all(image.shape[-1] == 4 for image in clip.images)
+    if has_alpha and masks_dir is None and any((image[..., 3] < 255).any() for image in clip.images):
+        CONSOLE.log("Masks: the frames' own alpha channel")
+        return list(clip.images), []
+    if has_alpha and masks_dir is None:
+        CONSOLE.log("[yellow]The frames' alpha channel is fully opaque: it is ignored")
     rgb = [image[..., :3] for image in clip.images]
     if masks_dir is not None:
-        files = sorted(p for p in Path(masks_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if len(files) <= max(clip.source_indices):
-            raise InputError(
-                f"{masks_dir}: {len(files)} masks, but frame {max(clip.source_indices)} of {source} needs one"
-            )
-        from PIL import Image
-
-        frames = []
-        for image, index in zip(rgb, clip.source_indices):
-            with Image.open(files[index]) as pil:
-                mask = np.asarray(pil.convert("L"))
-            if mask.shape != image.shape[:2]:
-                height, width = image.shape[:2]
-                raise InputError(f"{files[index]}: mask is {mask.shape[1]}x{mask.shape[0]}, its frame {width}x{height}")
-            frames.append(np.concatenate([image, mask[..., None]], axis=-1))
-        return frames
+        files = match_masks(masks_dir, clip, source)
+        masks = [_read_mask(file, image.shape[:2]) for file, image in zip(files, rgb)]
+        return [np.concatenate([image, mask[..., None]], axis=-1) for image, mask in zip(rgb, masks)], files
+    if matting == "white":
+        CONSOLE.log(f"Masks: keyed on the background colour {background_colour} (--matting white)")
+        return [key_rgba(image, background_colour, key_tolerance) for image in rgb], []
     if matting == "rembg":
-        rembg, session = _rembg_session()
-        return [np.asarray(rembg.remove(image, session=session)) for image in rgb]
-    raise InputError(f"{source}: the frames have no alpha channel; give masks with --masks DIR or use --matting rembg")
+        rembg, session = rembg_session()
+        return [np.asarray(rembg.remove(image, session=session)) for image in rgb], []
+    raise InputError(
+        f"{source}: the frames have no alpha channel; give masks with --masks DIR, use --matting white for an "
+        "object on a plain white background (--background-colour R G B for another colour), or --matting rembg"
+    )
 
 
 def grey_key_alpha(rgb: np.ndarray, grey: float = 0.5, low: float = 0.03, high: float = 0.09) -> np.ndarray:
@@ -67,7 +153,7 @@ class GeneratedViewMatting:
     """Alpha for generated views: rembg when chosen, else the grey key."""
 
     def __init__(self, matting: Matting) -> None:
-        self.rembg = _rembg_session() if matting == "rembg" else None
+        self.rembg = rembg_session() if matting == "rembg" else None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """RGBA uint8 of an RGB view in [0, 1]."""

@@ -1,11 +1,14 @@
 """``ds4d-process``: a video (or image folder) to a ds4d dataset.
 
-Steps, each resumable: read and check the input (all errors before long work); mask the frames;
-crop every frame with one square around the clip's union of foreground; write the input views;
-generate six Zero123++ pseudo views per frame (batched, seeded, optional temporal anchor), matte
+Steps, each resumable: check the arguments and read and check every input (all errors before any
+output and before long work); mask the frames (their alpha, ``--masks``, a background key or
+rembg); crop every frame with one square around the clip's union of foreground; write the input
+views at ``--resolution``; generate six Zero123++ pseudo views per frame, conditioned on the same
+square crop at the source's own resolution (or import existing ones with ``--pseudo-views``), matte
 them; write initial points (visual hull of the middle frame by default, a mesh, or none); write
-``transforms.json`` last. The user's files are only read; a rerun with the same settings skips
-what exists; every file is written to a temporary name and renamed.
+``transforms.json`` last. The user's files are only read; a rerun with the same settings and
+unchanged inputs (size, modification time and SHA-256 of every file read) skips what exists;
+every file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
 from rich.progress import track
 from typing_extensions import Annotated
 
@@ -31,14 +35,16 @@ from ds4d_ns.data.dataset_format import (
     write_png_atomic,
 )
 from ds4d_ns.io.output_folder import prepare_output_dir
+from ds4d_ns.process.fingerprint import describe_changes, fingerprints
 from ds4d_ns.process.frames import InputError, read_clip
-from ds4d_ns.process.framing import frame_clip
+from ds4d_ns.process.framing import clip_crop, crop_rgba
 from ds4d_ns.process.masks import GeneratedViewMatting, Matting, input_rgba
-from ds4d_ns.process.zero123plus import GREY, AnchorCache, Zero123PlusConfig
+from ds4d_ns.process.pseudo_import import PseudoViewEntry, load_views, scan_pseudo_views
+from ds4d_ns.process.zero123plus import AnchorCache, Zero123PlusConfig, on_grey
 
 TOOL = "ds4d-process"
 MANIFEST_NAME = "ds4d_process.json"
-PROCESS_VERSION = 1
+PROCESS_VERSION = 2
 
 
 @dataclass
@@ -46,7 +52,8 @@ class ProcessConfig:
     """Turn a short video of a moving object into a dataset for ``ns-train ds4d``."""
 
     input: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="VIDEO_OR_FRAME_DIR")]
-    """Video file (mp4, mov, webm, ...) or folder of images (RGBA or RGB)."""
+    """Video file (mp4, mov, webm, ...; its alpha channel is used when the stream has one) or folder of
+    images (RGBA or RGB; read in natural order: 2.png before 10.png)."""
     output: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
     """Dataset folder to write (created; an earlier run with the same settings is resumed)."""
     num_frames: int = 30
@@ -56,13 +63,26 @@ class ProcessConfig:
     end: Optional[int] = None
     """Source frame index to stop before; None = the end of the clip."""
     resolution: int = 256
-    """Side of the square dataset images in pixels."""
+    """Side of the square dataset images in pixels (Zero123++ is conditioned on the source-resolution crop)."""
     fill: float = 0.85
     """Share of the image side filled by the union of the object over the clip."""
     masks: Optional[Path] = None
-    """Folder of foreground masks, one per source frame in name order (frames without alpha)."""
+    """Folder of foreground masks, one per source frame: matched by the number in their names when the
+    frames are numbered files, else in natural order (for frames without alpha)."""
     matting: Matting = "none"
-    """rembg: remove backgrounds of frames without alpha and of the generated views (optional extra)."""
+    """Frames without alpha: white = key out a plain background (--background-colour); rembg = remove
+    backgrounds with rembg (optional extra, model downloaded on first use; also mattes the pseudo
+    views, which are otherwise keyed on Zero123++'s grey)."""
+    background_colour: Tuple[int, int, int] = (255, 255, 255)
+    """Background colour (R G B, 0-255) keyed out by --matting white."""
+    key_tolerance: float = 20.0
+    """--matting white: colour distance to the background (0-255, largest over R, G, B) at which a pixel
+    is half object; the soft edge ramps from 0.4x to 1.6x this."""
+    pseudo_views: Optional[Path] = None
+    """Import existing pseudo views instead of running Zero123++: a folder with, per frame (natural
+    order), one 3x2 grid image as Zero123++ returns it or a folder of six tiles in the release's order."""
+    pseudo_release: Optional[Literal["v1.1", "v1.2"]] = None
+    """Zero123++ release that made --pseudo-views (their cameras); required with --pseudo-views."""
     zero123plus: Annotated[Zero123PlusConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=Zero123PlusConfig)
     """Pseudo-view generator: release, steps, guidance, seed, temporal anchor (flags without prefix:
     --version, --model-id, --num-inference-steps, --temporal-anchor, ...)."""
@@ -86,14 +106,103 @@ def _frame_name(role: str, view_index: int, frame: int) -> str:
     return f"images/{role}_{view_index:02d}/frame_{frame:04d}.png"
 
 
-def _settings(config: ProcessConfig) -> Dict[str, Any]:
+def _settings(config: ProcessConfig, inputs: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """What the output is made from: the settings and the fingerprint of every input file read."""
     fields = dataclasses.asdict(config)
     fields.pop("force")
     fields.pop("device")
+    if config.pseudo_views is not None:
+        fields.pop("zero123plus")  # imported views: the generator's settings play no part
+        fields.pop("batch_size")
     fields["input"] = str(Path(config.input).resolve())
-    for key in ("output", "masks", "init_mesh"):
+    fields["background_colour"] = list(config.background_colour)
+    for key in ("output", "masks", "init_mesh", "pseudo_views"):
         fields[key] = None if fields[key] is None else str(fields[key])
-    return {"generator": TOOL, "version": PROCESS_VERSION, "settings": fields}
+    return {"generator": TOOL, "version": PROCESS_VERSION, "settings": fields, "inputs": inputs}
+
+
+def check_arguments(config: ProcessConfig) -> None:
+    """Refuse impossible arguments before any work, with one line naming the flag."""
+    for flag, value in (
+        ("--num-frames", config.num_frames),
+        ("--resolution", config.resolution),
+        ("--batch-size", config.batch_size),
+        ("--num-points", config.num_points),
+        ("--hull-resolution", config.hull_resolution),
+    ):
+        if value <= 0:
+            raise InputError(f"{flag} must be a positive whole number, got {value}")
+    if config.start < 0:
+        raise InputError(f"--start must be 0 or more, got {config.start}")
+    if config.end is not None and config.end <= config.start:
+        raise InputError(f"--end {config.end} must be greater than --start {config.start}")
+    if not 0 < config.fill <= 1:
+        raise InputError(f"--fill must be in (0, 1], got {config.fill}")
+    if not all(0 <= c <= 255 for c in config.background_colour):
+        raise InputError(f"--background-colour takes three values from 0 to 255, got {config.background_colour}")
+    if not config.key_tolerance > 0:
+        raise InputError(f"--key-tolerance must be positive, got {config.key_tolerance}")
+    if config.zero123plus.num_inference_steps <= 0:
+        raise InputError(
+            f"--num-inference-steps must be a positive whole number, got {config.zero123plus.num_inference_steps}"
+        )
+    if not Path(config.input).exists():
+        raise InputError(f"{config.input}: no such file or folder")
+    for flag, folder in (("--masks", config.masks), ("--pseudo-views", config.pseudo_views)):
+        if folder is not None and not Path(folder).is_dir():
+            what = "is not a folder" if Path(folder).exists() else "no such folder"
+            raise InputError(f"{flag} {folder}: {what}")
+    if config.init_mesh is not None and not Path(config.init_mesh).is_file():
+        raise InputError(f"--init-mesh {config.init_mesh}: no such file")
+    if config.init == "mesh" and config.init_mesh is None:
+        raise InputError("--init mesh needs --init-mesh PATH")
+    if config.pseudo_views is not None and config.pseudo_release is None:
+        raise InputError(
+            "--pseudo-views needs --pseudo-release v1.1 or v1.2: the Zero123++ release that made them sets "
+            "their cameras"
+        )
+    if config.pseudo_views is None and config.pseudo_release is not None:
+        raise InputError("--pseudo-release only applies with --pseudo-views DIR (use --version for generated views)")
+    # the output folder (or the nearest existing folder above it) must be a folder
+    out = Path(config.output)
+    for path in (out, *out.absolute().parents):
+        if path.exists():
+            if not path.is_dir():
+                raise InputError(f"{config.output}: {path} is a file, not a folder; pick another output path")
+            break
+
+
+def _release(config: ProcessConfig) -> str:
+    """The Zero123++ release whose camera layout the pseudo views follow."""
+    return (
+        config.pseudo_release
+        if config.pseudo_views is not None and config.pseudo_release
+        else config.zero123plus.version
+    )
+
+
+def _explain_previous_run(out: Path, settings: Dict[str, Any], force: bool) -> None:
+    """Say what changed since the earlier run in ``out``: refuse without --force, log with it."""
+    import json
+
+    try:
+        content = json.loads((out / MANIFEST_NAME).read_text())
+    except (OSError, ValueError, RecursionError):
+        return  # no readable manifest: the output folder's own checks decide
+    jobs = content.get("jobs") if isinstance(content, dict) else None
+    previous = jobs.get(TOOL, {}).get("settings") if isinstance(jobs, dict) else content
+    if not isinstance(previous, dict) or previous.get("generator") != TOOL:
+        return
+    current = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
+    if previous == current:
+        return
+    changes = describe_changes(previous, current)
+    if not force:
+        raise FileExistsError(
+            f"refusing to write into {out}: it holds a {TOOL} output with different settings or inputs "
+            f"({changes}). Pick another folder, or pass --force to regenerate it."
+        )
+    CONSOLE.log(f"[yellow]--force: regenerating {escape(str(out))}; since its earlier run: {escape(changes)}")
 
 
 def load_mesh_points(path: Path, count: int, half_extent: float, seed: int = 0) -> np.ndarray:
@@ -118,12 +227,15 @@ def process(config: ProcessConfig) -> Path:
     """Write the dataset; return the path of its ``transforms.json``."""
     if config.init_mesh is not None:
         config = dataclasses.replace(config, init="mesh")
-    if config.init == "mesh" and config.init_mesh is None:
-        raise InputError("--init mesh needs --init-mesh PATH")
-    # every check on the user's input happens here, before long work
+    check_arguments(config)
+    # every check on the user's input happens here, before any output and before long work
     clip = read_clip(config.input, config.num_frames, config.start, config.end)
-    rgba = input_rgba(clip, Path(config.input), config.masks, config.matting)
-    frames = frame_clip(rgba, clip.names, config.resolution, config.fill)
+    rgba, mask_files = input_rgba(
+        clip, Path(config.input), config.masks, config.matting, config.background_colour, config.key_tolerance
+    )
+    crop = clip_crop(rgba, clip.names, config.fill)
+    frames = [crop_rgba(image, crop, config.resolution) for image in rgba]
+    imported = scan_pseudo_views(config.pseudo_views, clip, Path(config.input)) if config.pseudo_views else None
     # the framing makes the object's largest half-extent about fill * tan(fov / 2) * radius
     half_extent = config.fill * np.tan(np.radians(views.INPUT_FOVY_DEG / 2)) * views.INPUT_RADIUS
     mesh_points = (
@@ -132,12 +244,20 @@ def process(config: ProcessConfig) -> Path:
     out = Path(config.output)
     if out.resolve() == Path(config.input).resolve() or Path(config.input).resolve() in out.resolve().parents:
         raise InputError(f"{out}: the output must not be inside the input {config.input}")
-    inputs = (config.input, config.masks, config.init_mesh)
-    output = prepare_output_dir(out, MANIFEST_NAME, _settings(config), config.force, TOOL, inputs=inputs)
+    inputs = (config.input, config.masks, config.init_mesh, config.pseudo_views)
+    used = [*clip.files, *mask_files, *(f for entry in imported or [] for f in entry.files)]
+    settings = _settings(config, fingerprints(used + ([Path(config.init_mesh)] if config.init_mesh else [])))
+    _explain_previous_run(out, settings, config.force)
+    output = prepare_output_dir(out, MANIFEST_NAME, settings, config.force, TOOL, inputs=inputs)
     resume = output.resume
     todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
     # load the generator (and matting) before writing anything: missing weights leave no output behind
-    generator = _load_generator(config) if todo else None
+    generator, import_matting = None, None
+    if imported is not None:
+        if any(not imported[f].has_alpha for f in todo):
+            import_matting = GeneratedViewMatting(config.matting)
+    elif todo:
+        generator = _load_generator(config)
     # Creates the folder; unless resuming, deletes the files the manifest lists for an earlier run (no
     # file of another run may be taken as done, and no file it did not write is touched). From here
     # on, every atomic write into the folder is listed in the manifest before it happens (while
@@ -148,8 +268,14 @@ def process(config: ProcessConfig) -> Path:
         path = out / _frame_name("input", 0, frame)
         if not (resume and path.is_file()):
             write_png_atomic(path, image)
-    if generator is not None:
-        _generate_pseudo_views(config, out, frames, todo, *generator)
+    if imported is not None:
+        _import_pseudo_views(config, out, imported, todo, import_matting)
+    elif generator is not None:
+        # Zero123++ sees the same square as the dataset frames, at the source's own resolution (its
+        # processors resize it); --resolution is the dataset's image size only
+        condition_images = [crop_rgba(image, crop) for image in rgba]
+        del rgba
+        _generate_pseudo_views(config, out, condition_images, todo, *generator)
     else:
         CONSOLE.log("Pseudo views: all frames already generated")
     _write_initial_points(config, out, num_frames, mesh_points, half_extent)
@@ -164,33 +290,61 @@ def _load_generator(config: ProcessConfig):
     from ds4d_ns.process.zero123plus import Zero123PlusPipeline
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Zero123PlusPipeline.load(config.zero123plus, device), GeneratedViewMatting(config.matting)
+    matting = GeneratedViewMatting(config.matting)  # rembg's model first: it fails fast offline
+    return Zero123PlusPipeline.load(config.zero123plus, device), matting
+
+
+def _import_pseudo_views(
+    config: ProcessConfig,
+    out: Path,
+    entries: Sequence[PseudoViewEntry],
+    todo: List[int],
+    matting: Optional[GeneratedViewMatting],
+) -> None:
+    """Write the imported views of the frames in ``todo`` (alpha kept, or matted like generated views)."""
+    for frame in track(todo, description=f"Importing pseudo views ({config.pseudo_release})"):
+        for view, tile in enumerate(load_views(entries[frame])):
+            if not entries[frame].has_alpha:
+                assert matting is not None
+                tile = matting(tile[..., :3] / 255.0)
+            elif tile.shape[-1] == 3:  # an opaque tile beside transparent ones in a tile folder
+                tile = np.concatenate([tile, np.full(tile.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+            write_png_atomic(out / _frame_name("pseudo", view, frame), _resize(tile, config.resolution))
 
 
 def _generate_pseudo_views(
     config: ProcessConfig,
     out: Path,
-    frames: List[np.ndarray],
+    condition_images: Sequence[np.ndarray],
     todo: List[int],
     pipeline,
     matting: GeneratedViewMatting,
 ) -> None:
-    anchor = AnchorCache() if config.zero123plus.temporal_anchor else None
-    if anchor is not None and todo[0] != 0:
-        pipeline(_on_grey(frames[:1]), anchor=anchor)  # re-record the first frame's anchor on resume
+    """Six Zero123++ views of every frame in ``todo``, matted and resized to ``config.resolution``.
+
+    ``condition_images[f]`` is frame f's square RGBA crop at any size (the release's processors resize it).
+    Each frame's noise depends on the seed alone, so batching and resuming do not change the views; the
+    temporal anchor is recorded from frame 0, generated again first when a resumed run no longer needs it.
+    """
+    generator = config.zero123plus
+    anchor = AnchorCache() if generator.temporal_anchor != "none" else None
+    if anchor is not None and todo and todo[0] != 0:
+        pipeline(_on_grey(condition_images[:1]), anchor=anchor, frames=[0])  # re-record the anchor on resume
     batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
-    if anchor is not None and batches and batches[0][0] == 0 and len(batches[0]) > 1:
-        batches = [[0], batches[0][1:]] + batches[1:]  # the anchor frame goes alone
-    for batch in track(batches, description=f"Zero123++ pseudo views ({config.zero123plus.resolved_model_id()})"):
-        tiles = pipeline(_on_grey([frames[f] for f in batch]), anchor=anchor).cpu().numpy()
+    CONSOLE.log(
+        f"Zero123++ {generator.version}: temporal anchor {generator.temporal_anchor}, "
+        f"{'the same noise for every frame' if generator.frame_noise == 'same' else 'noise seeded per frame'}"
+    )
+    for batch in track(batches, description=f"Zero123++ pseudo views ({generator.resolved_model_id()})"):
+        tiles = pipeline(_on_grey([condition_images[f] for f in batch]), anchor=anchor, frames=batch).cpu().numpy()
         for frame, views_of_frame in zip(batch, tiles):
             for view, tile in enumerate(views_of_frame):
                 write_png_atomic(out / _frame_name("pseudo", view, frame), _resize(matting(tile), config.resolution))
 
 
-def _on_grey(frames: List[np.ndarray]) -> torch.Tensor:
-    rgba = torch.from_numpy(np.stack(frames)).float() / 255.0
-    return rgba[..., :3] * rgba[..., 3:] + GREY * (1.0 - rgba[..., 3:])
+def _on_grey(images: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """RGBA uint8 crops as Zero123++ is given them: pasted on the release's grey (RGB uint8)."""
+    return [on_grey(image) for image in images]
 
 
 def _resize(rgba: np.ndarray, size: int) -> np.ndarray:
@@ -223,7 +377,7 @@ def _write_initial_points(
     from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
     middle = (num_frames - 1) // 2
-    layout = _dataset_views(config.zero123plus.version)
+    layout = _dataset_views(_release(config))
     masks, viewmats, intrinsics = [], [], []
     for role, index, view in layout:
         with Image.open(out / _frame_name(role, index, middle)) as pil:
@@ -246,7 +400,7 @@ def _write_transforms(config: ProcessConfig, out: Path, num_frames: int) -> Path
     records = []
     for frame in range(num_frames):
         time = frame / (num_frames - 1) if num_frames > 1 else 0.0
-        for role, index, view in _dataset_views(config.zero123plus.version):
+        for role, index, view in _dataset_views(_release(config)):
             focal = views.focal_from_fov(view.fov_deg, config.resolution)
             records.append(
                 frame_record(
