@@ -394,10 +394,10 @@ def test_replaced_input_frames_are_noticed_and_named(tmp_path: Path):
     ],
 )
 def test_bad_arguments_fail_before_any_work(tmp_path: Path, monkeypatch, overrides, message):
-    from ds4d_ns.process import frames
+    from ds4d_ns.process import run
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(frames, "read_clip", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(run, "read_clip", lambda *a, **k: pytest.fail("work started"))
     source = _folder_clip(tmp_path / "frames")
     with pytest.raises(InputError, match=message):
         process(ProcessConfig(input=source, output=tmp_path / "dataset", **overrides))
