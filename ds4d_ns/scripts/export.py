@@ -94,9 +94,7 @@ class ExportGaussianSequence:
         require_at_least("--num-times", self.num_times)
         run = resolve_run(self.load_config)
         check_checkpoint_folder(run.checkpoint_dir)
-        num_times = self.num_times or _training_frame_count(run)
-        names = [f"frame_{index:04d}.ply" for index in range(num_times)] + [TIMES_NAME]
-        settings = {"load_config": str(self.load_config), "num_times": num_times}
+        settings = {"load_config": str(self.load_config), "num_times": self.num_times}
         output = prepare_output_dir(
             self.output_dir,
             MANIFEST_NAME,
@@ -107,6 +105,8 @@ class ExportGaussianSequence:
             inputs=(run.config_path, run.checkpoint_dir, run.dataset),
             resumable=False,
         )
+        num_times = self.num_times or _training_frame_count(run)
+        names = [f"frame_{index:04d}.ply" for index in range(num_times)] + [TIMES_NAME]
         output.check_can_write(names)
         model, step, _ = load_trained_model(run)
         times = np.linspace(0.0, 1.0, num_times).tolist() if num_times > 1 else [0.5]

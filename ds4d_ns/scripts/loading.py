@@ -7,18 +7,20 @@ ds4d_ns classes, their enums, pathlib paths, optimizer classes, tuples and plain
 every other tag by name. The checkpoint is read with ``torch.load(weights_only=True)``.
 
 Paths in ``config.yml`` are those of the folder training ran in; the run folder is where
-``config.yml`` lies, so checkpoints are taken from there, and a relative dataset path is resolved
-against the folder training ran in (inferred from the run folder), then the run folder, then the
-current folder. ``ds4d-render`` and ``ds4d-export`` need only the checkpoint
-(:func:`load_trained_model`); ``ds4d-viz`` also reads the training images.
+``config.yml`` lies, so checkpoints are taken from there, and the dataset is looked for where the
+config says, then where it lay relative to the run folder at training time (so a project folder
+can be moved or opened from anywhere), then relative to the run folder and the current folder.
+``ds4d-render`` and ``ds4d-export`` need only the checkpoint (:func:`load_trained_model`);
+``ds4d-viz`` also reads the training images.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import yaml
@@ -154,15 +156,19 @@ class RunFolder:
     """The dataset path as stored in the config."""
 
 
-def _training_folder(config, run_dir: Path) -> Optional[Path]:
-    """The folder training ran in, when the config's output folder was relative to it."""
-    relative = Path(config.output_dir) / config.experiment_name / config.method_name / str(config.timestamp)
-    if relative.is_absolute():
-        return None
-    parts = run_dir.resolve().parts
-    if len(parts) <= len(relative.parts) or Path(*parts[-len(relative.parts) :]) != relative:
-        return None
-    return Path(*parts[: -len(relative.parts)])
+def _dataset_candidates(config, run_dir: Path, given: Path) -> List[Path]:
+    """Where the dataset may be, most faithful first.
+
+    The dataset's place relative to the run folder at training time (both paths as stored: relative
+    to the folder training ran in, or absolute) is kept when the run and its dataset move together.
+    """
+    trained_run_dir = Path(config.output_dir) / config.experiment_name / config.method_name / str(config.timestamp)
+    candidates = [given] if given.is_absolute() else []
+    if given.is_absolute() == trained_run_dir.is_absolute():
+        candidates.append(run_dir / os.path.relpath(given, trained_run_dir))
+    if not given.is_absolute():
+        candidates += [run_dir / given, Path.cwd() / given]
+    return candidates
 
 
 def resolve_run(config_path: Path) -> RunFolder:
@@ -172,11 +178,8 @@ def resolve_run(config_path: Path) -> RunFolder:
     run_dir = config_path.parent
     datamanager = config.pipeline.datamanager
     given = Path(datamanager.data if datamanager.data is not None else datamanager.dataparser.data)
-    candidates = [given]
-    if not given.is_absolute():
-        training = _training_folder(config, run_dir)
-        candidates = ([training / given] if training is not None else []) + [run_dir / given, Path.cwd() / given]
-    dataset = next((path for path in candidates if path.is_dir()), None)
+    found = next((path for path in _dataset_candidates(config, run_dir, given) if path.is_dir()), None)
+    dataset = None if found is None else Path(os.path.normpath(found))
     return RunFolder(config, config_path, run_dir / config.relative_model_dir, dataset, given)
 
 
@@ -234,9 +237,9 @@ def load_trained_pipeline(config_path: Path) -> Tuple[Pipeline, int]:
     run = resolve_run(config_path)
     if run.dataset is None:
         raise RunLoadError(
-            f"{config_path}: the run's dataset {run.dataset_given} is not found (looked relative to the folder "
-            "training ran in, the run folder and the current folder); run from the folder training ran in, or "
-            "edit data: in config.yml"
+            f"{config_path}: the run's dataset {run.dataset_given} is not found (looked where the config says, "
+            "where it lay beside the run folder, and relative to the run folder and the current folder); put it "
+            "back, or edit data: in config.yml"
         )
     check_checkpoint_folder(run.checkpoint_dir)
     config = run.config
