@@ -203,6 +203,39 @@ def save_tiny_zero123plus(folder: Path, seed: int = 0) -> Path:
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction"
     ).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({"ramping_coefficients": [i / 76 for i in range(77)]}))
+    save_zero123plus_processors(folder, vae_size=32, clip_size=28)  # sizes of the tiny VAE and CLIP
+    return folder
+
+
+def save_zero123plus_processors(folder: Path, vae_size: int = 512, clip_size: int = 224) -> Path:
+    """The release's two image processors as its ``preprocessor_config.json`` files give them (the default
+    sizes are the release's; tiny models need smaller ones)."""
+    import json
+
+    def config(size: int, resample: int, mean: list, std: list) -> dict:
+        return {
+            "crop_size": {"height": size, "width": size},
+            "do_center_crop": True,
+            "do_convert_rgb": True,
+            "do_normalize": True,
+            "do_rescale": True,
+            "do_resize": True,
+            "feature_extractor_type": "CLIPFeatureExtractor",
+            "image_mean": mean,
+            "image_processor_type": "CLIPImageProcessor",
+            "image_std": std,
+            "resample": resample,
+            "rescale_factor": 0.00392156862745098,
+            "size": {"shortest_edge": size},
+        }
+
+    clip_mean, clip_std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    for name, content in (
+        ("feature_extractor_vae", config(vae_size, 2, [0.5, 0.5, 0.5], [0.8, 0.8, 0.8])),
+        ("feature_extractor_clip", config(clip_size, 3, clip_mean, clip_std)),
+    ):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / "preprocessor_config.json").write_text(json.dumps(content, indent=2))
     return folder
 
 

@@ -39,12 +39,11 @@ def test_lpips_on_cuda_matches_the_cpu():
 def test_zero123plus_in_fp16_on_cuda_gives_finite_views(tiny_zero123plus: Path):
     from ds4d_ns.process.zero123plus import AnchorCache, Zero123PlusConfig, Zero123PlusPipeline
 
-    config = Zero123PlusConfig(
-        model_id=str(tiny_zero123plus), num_inference_steps=3, tile_size=16, temporal_anchor=True
-    )
-    pipeline = Zero123PlusPipeline.load(config, "cuda")
+    config = Zero123PlusConfig(model_id=str(tiny_zero123plus), num_inference_steps=3, tile_size=16)
+    pipeline = Zero123PlusPipeline.load(config, "cuda")  # default temporal anchor: stag4d
     cache = AnchorCache()
-    first = pipeline(torch.rand(1, 24, 24, 3, device="cuda"), anchor=cache)
-    later = pipeline(torch.rand(2, 24, 24, 3, device="cuda"), anchor=cache)
+    images = [(torch.rand(24, 24, 4) * 255).to(torch.uint8).numpy() for _ in range(3)]
+    first = pipeline(images[:1], anchor=cache)
+    later = pipeline(images[1:], anchor=cache, frames=[1, 2])
     assert first.shape == (1, 6, 16, 16, 3) and later.shape == (2, 6, 16, 16, 3)
     assert torch.isfinite(later).all()
