@@ -329,9 +329,13 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint_atomic({"step": 2, "pipeline": {}}, models / "step-000000002.ckpt")
     monkeypatch.setattr(torch, "save", real_save)
     assert sorted(p.name for p in models.iterdir()) == ["step-000000001.ckpt"]
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["nerfstudio_models"]  # no partial file left
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["nerfstudio_models"]  # no temporary file left
     path, state = load_newest_checkpoint(models)
     assert path.name == "step-000000001.ckpt" and torch.equal(state["pipeline"]["w"], torch.ones(3))
+    killed = _plant(tmp_path / "run/.step-000000003.ckpt.partial-x1y2.tmp", "a save killed before its rename")
+    users = _plant(tmp_path / "run/.step-notes")
+    save_checkpoint_atomic({"step": 4, "pipeline": {}}, models / "step-000000004.ckpt")
+    assert not killed.exists() and users.exists()
 
 
 def test_a_truncated_newest_checkpoint_is_skipped_and_named(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
 from ds4d_ns.errors import UserError
-from ds4d_ns.io.atomic import atomic_output, partial_name_prefix
+from ds4d_ns.io.atomic import atomic_output, partial_target_name
 
 _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.ckpt$")
 
@@ -53,9 +53,10 @@ def save_checkpoint_atomic(state: Dict[str, Any], path: Path) -> None:
         torch.save(state, tmp)
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())  # the rename must not reach the disk before the data does
-    # leftovers of saves killed before their rename (only this saver makes names of this form)
-    for leftover in path.parent.parent.glob(f"{partial_name_prefix('step-')}*"):
-        if leftover.is_file():
+    # leftovers of saves killed before their rename: temporary files named after a checkpoint
+    for leftover in path.parent.parent.iterdir():
+        target = partial_target_name(leftover.name)
+        if target is not None and _CHECKPOINT_NAME.match(target) and leftover.is_file():
             leftover.unlink()
 
 
