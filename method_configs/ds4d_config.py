@@ -9,6 +9,10 @@
                    schedule, features at 224 px, LPIPS but no SDS.
 ``ds4d-base-cpu``  ``ds4d-base`` at that size.
 
+The GPU configurations ask for CUDA; on a machine without it ``ns-train`` runs them on the CPU
+instead, saying so in one line (``ds4d_ns.run_setup``, from ``Ds4dTrainerConfig.save_config``), and
+every run is filed under its dataset folder's name with the dataset path stored absolute.
+
 The paper's ablation rows are switches of the model config (see ``make_ds4d_config``):
 A: ``ds4d-base --pipeline.model.random-init True``; B: ``ds4d-base``; C: B with
 ``--pipeline.model.lpips-loss-weight 1``; D: ``ds4d`` with ``frame-features frame, feature-fusion
