@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--res-scale", type=float, default=None, help="override camera_res_scale_factor")
     parser.add_argument("--deformation-lr-scale", type=float, default=1.0, help="multiply the deformation lrs")
     parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--datamanager-set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--render-resolution", type=int, default=256, help="front-view render size (the demo's)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ds4d-cpu-demo"))
     parser.add_argument("--output", type=Path, required=True)
@@ -126,6 +127,9 @@ def main() -> None:
     for assignment in args.model_set:
         name, value = assignment.split("=", 1)
         setattr(model, name, ast.literal_eval(value))
+    for assignment in args.datamanager_set:
+        name, value = assignment.split("=", 1)
+        setattr(datamanager, name, ast.literal_eval(value))
     for group in ("deformation_grid", "deformation_mlp"):
         optimizer = config.optimizers[group]
         optimizer["optimizer"].lr *= args.deformation_lr_scale
@@ -189,6 +193,7 @@ def main() -> None:
         "camera_res_scale_factor": datamanager.camera_res_scale_factor,
         "deformation_lr_scale": args.deformation_lr_scale,
         "model_overrides": args.model_set,
+        "datamanager_overrides": args.datamanager_set,
         "train_seconds": round(train_seconds, 1),
         "num_gaussians": int(model_.num_points),
         "front_view": motion,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Tuple, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,8 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+
+from ds4d_ns.data.dataset_format import ROLE_CODES
 
 
 class Ds4dDataset(InputDataset):
@@ -46,6 +48,10 @@ class Ds4dDatamanagerConfig(FullImageDatamanagerConfig):
     """Steps at the start that serve only the middle frame (the canonical stage)."""
     frame_sampling_seed: int = 0
     """Seed of the shuffled order in which frames are served in the dynamic stage."""
+    pseudo_views_per_step: Optional[int] = None
+    """Pseudo views served per dynamic-stage step beside the input view, drawn at random without
+    repetition (None: all of them). Cheaper steps where rasterising is the cost (the CPU
+    configurations); the static stage always serves every view."""
 
 
 class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
@@ -64,6 +70,8 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         self.middle_frame = int(frame_of_image[int((times - 0.5).abs().argmin())])
         self._frame_rng = random.Random(config.frame_sampling_seed)
         self._frame_queue: List[int] = []
+        roles = self.train_dataset.cameras.metadata["role"].view(-1).tolist()
+        self._is_pseudo = [role == ROLE_CODES["pseudo"] for role in roles]
 
     def _load_images(self, split: Literal["train", "eval"], cache_images_device: Literal["cpu", "gpu"]):
         # "cpu" caching pins the images' memory for fast copies to a GPU, and pinning fails without
@@ -81,9 +89,18 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
             self._frame_rng.shuffle(self._frame_queue)
         return self._frame_queue.pop()
 
+    def _views_served(self, frame: int, step: int) -> List[int]:
+        views = self.views_of_frame[frame]
+        count = self.config.pseudo_views_per_step
+        pseudo = [i for i in views if self._is_pseudo[i]]
+        if count is None or step < self.config.static_stage_steps or count >= len(pseudo):
+            return views
+        chosen = set(self._frame_rng.sample(pseudo, count))
+        return [i for i in views if not self._is_pseudo[i] or i in chosen]
+
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         """All training views of one frame: cameras of shape ``[V]`` and images ``[V, H, W, C]``."""
-        image_indices = self.views_of_frame[self._next_frame(step)]
+        image_indices = self._views_served(self._next_frame(step), step)
         images = torch.stack([self.cached_train[i]["image"] for i in image_indices]).to(self.device)
         cameras = self.train_dataset.cameras[torch.tensor(image_indices)].to(self.device)
         roles = cameras.metadata["role"].view(-1) if cameras.metadata else None
