@@ -42,6 +42,7 @@ from nerfstudio.models.splatfacto import (
 )
 from nerfstudio.utils.rich_utils import CONSOLE
 from pytorch_msssim import SSIM, ssim
+from rich.markup import escape
 from torch import Tensor
 from torch.nn import Parameter
 
@@ -278,7 +279,7 @@ class Ds4dModel(SplatfactoModel):
             from ds4d_ns.guidance.zero123 import Zero123Guidance
 
             self._priors.zero123 = Zero123Guidance(self.config.sds, self.device)
-            CONSOLE.log(f"SDS guidance: {self.config.sds.describe()}")
+            CONSOLE.log(f"SDS guidance: {escape(self.config.sds.describe())}")
 
     # ------------------------------------------------------------------ frame features
     def attach_frame_features(

@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from rich.markup import escape
+
 CPU_FALLBACK_NOTE = (
     "No CUDA device: training on the CPU with the pure-torch rasteriser. This configuration is sized for a "
     "GPU and will be slow; the -cpu configurations (ds4d-cpu, ds4d-base-cpu) are made for CPUs."
@@ -68,7 +70,7 @@ def prepare_run(config) -> None:
 
     note = pick_device(config.machine)
     if note:
-        CONSOLE.print(f"[bold yellow]{note}", soft_wrap=True)
+        CONSOLE.print(f"[bold yellow]{escape(note)}", soft_wrap=True)
     datamanager = config.pipeline.datamanager
     for owner in (config, datamanager, datamanager.dataparser):
         if getattr(owner, "data", None) is not None:

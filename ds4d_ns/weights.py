@@ -177,7 +177,7 @@ def main() -> None:
         if hasattr(spec, "config") and hasattr(spec.config, "method_name")
     }
     if len(sys.argv) != 2 or sys.argv[1] not in methods:
-        CONSOLE.print(f"usage: python -m ds4d_ns.weights METHOD, METHOD one of {sorted(methods)}")
+        CONSOLE.print(f"usage: python -m ds4d_ns.weights METHOD, METHOD one of {escape(str(sorted(methods)))}")
         sys.exit(2)
     missing = find_missing_weights(methods[sys.argv[1]].pipeline.model)
     for problem in missing:
@@ -185,7 +185,7 @@ def main() -> None:
     if missing:
         CONSOLE.print(f"[yellow]{escape(summarize_missing(missing, weightless_method()))}")
         sys.exit(1)
-    CONSOLE.print(f"{sys.argv[1]}: every pretrained model it needs is available")
+    CONSOLE.print(f"{escape(sys.argv[1])}: every pretrained model it needs is available")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.markup import escape
 from rich.progress import track
 from torch import Tensor
 
@@ -108,15 +109,10 @@ def frame_grid_from_dataset(dataset) -> FrameGrid:
 
 def load_rgb_on_white(image_path: Path, mask_path: Optional[Path]) -> Float[Tensor, "h w 3"]:
     """An image as RGB in [0, 1], its foreground (alpha or mask) composited over white."""
-    from PIL import Image
+    from ds4d_ns.data.images import load_rgba  # the dataset's one decoder: every mode, 16-bit scaled
 
-    with Image.open(image_path) as pil:
-        rgba = np.asarray(pil.convert("RGBA"), dtype=np.float32) / 255.0
+    rgba = load_rgba(image_path, mask_path).astype(np.float32) / 255.0
     alpha = rgba[..., 3:]
-    if mask_path is not None:
-        with Image.open(mask_path) as pil_mask:
-            mask = pil_mask.convert("L").resize((rgba.shape[1], rgba.shape[0]))
-            alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
     return torch.from_numpy(rgba[..., :3] * alpha + (1.0 - alpha))
 
 
@@ -154,10 +150,11 @@ def extract_raw_features(
     if cache_file.is_file():
         try:
             cached = torch.load(cache_file, map_location="cpu", weights_only=True)
-            CONSOLE.log(f"Frame features ({name}): loaded from cache {cache_file}")
+            CONSOLE.log(f"Frame features ({escape(name)}): loaded from cache {escape(str(cache_file))}")
             return cached["features"]
         except Exception as err:  # a damaged cache file is recomputed, not fatal
-            CONSOLE.log(f"[yellow]Frame features ({name}): ignoring unreadable cache {cache_file} ({err})")
+            reason = escape(f"{cache_file} ({err})")
+            CONSOLE.log(f"[yellow]Frame features ({escape(name)}): ignoring unreadable cache {reason}")
     backbone = load_backbone(config, device)
     num_frames, num_views = len(grid.image_paths), len(grid.view_names)
     flat = [(f, v) for f in range(num_frames) for v in range(num_views)]

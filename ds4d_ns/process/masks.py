@@ -132,7 +132,7 @@ def input_rgba(
         masks = [_read_mask(file, image.shape[:2]) for file, image in zip(files, rgb)]
         return [np.concatenate([image, mask[..., None]], axis=-1) for image, mask in zip(rgb, masks)], files
     if matting == "white":
-        CONSOLE.log(f"Masks: keyed on the background colour {background_colour} (--matting white)")
+        CONSOLE.log(f"Masks: keyed on the background colour {escape(str(background_colour))} (--matting white)")
         return [key_rgba(image, background_colour, key_tolerance) for image in rgb], []
     if matting == "rembg":
         rembg, session = rembg_session()

@@ -64,7 +64,7 @@ class ProcessConfig:
     """Source frame index to stop before; None = the end of the clip."""
     resolution: int = 256
     """Side of the square dataset images in pixels (Zero123++ is conditioned on the source-resolution crop)."""
-    fill: float = 0.85
+    fill: float = views.DEFAULT_FILL
     """Share of the image side filled by the union of the object over the clip."""
     masks: Optional[Path] = None
     """Folder of foreground masks, one per source frame: matched by the number in their names when the
@@ -237,7 +237,7 @@ def process(config: ProcessConfig) -> Path:
     frames = [crop_rgba(image, crop, config.resolution) for image in rgba]
     imported = scan_pseudo_views(config.pseudo_views, clip, Path(config.input)) if config.pseudo_views else None
     # the framing makes the object's largest half-extent about fill * tan(fov / 2) * radius
-    half_extent = config.fill * np.tan(np.radians(views.INPUT_FOVY_DEG / 2)) * views.INPUT_RADIUS
+    half_extent = views.object_half_extent(config.fill)
     mesh_points = (
         load_mesh_points(config.init_mesh, config.num_points, half_extent) if config.init_mesh is not None else None
     )
@@ -355,10 +355,10 @@ def _resize(rgba: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, mode="RGBA").resize((size, size), Image.Resampling.LANCZOS))
 
 
-def _dataset_views(version: str):
-    layout = [("input", 0, views.input_view())]
-    layout += [("pseudo", i, view) for i, view in enumerate(views.zero123pp_views(version))]
-    return layout
+def _dataset_views(config: ProcessConfig):
+    # v1.2's cameras frame a normalised object size: their radius follows the object's extent (--fill)
+    release_views = views.zero123pp_views(_release(config), half_extent=views.object_half_extent(config.fill))
+    return [("input", 0, views.input_view())] + [("pseudo", i, view) for i, view in enumerate(release_views)]
 
 
 def _write_initial_points(
@@ -366,8 +366,7 @@ def _write_initial_points(
 ) -> None:
     path = out / "init.ply"
     if config.init == "random":
-        path.unlink(missing_ok=True)
-        return
+        return  # nothing to write; an init.ply of an earlier run was removed with that run's files
     if mesh_points is not None:
         write_ply_points_atomic(path, mesh_points)
         return
@@ -377,7 +376,7 @@ def _write_initial_points(
     from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
     middle = (num_frames - 1) // 2
-    layout = _dataset_views(_release(config))
+    layout = _dataset_views(config)
     masks, viewmats, intrinsics = [], [], []
     for role, index, view in layout:
         with Image.open(out / _frame_name(role, index, middle)) as pil:
@@ -400,7 +399,7 @@ def _write_transforms(config: ProcessConfig, out: Path, num_frames: int) -> Path
     records = []
     for frame in range(num_frames):
         time = frame / (num_frames - 1) if num_frames > 1 else 0.0
-        for role, index, view in _dataset_views(_release(config)):
+        for role, index, view in _dataset_views(config):
             focal = views.focal_from_fov(view.fov_deg, config.resolution)
             records.append(
                 frame_record(
@@ -416,9 +415,10 @@ def _write_transforms(config: ProcessConfig, out: Path, num_frames: int) -> Path
                 )
             )
     content: Dict[str, Any] = {"frames": records}
-    if (out / "init.ply").is_file():
+    if config.init != "random":
         content["ply_file_path"] = "init.ply"
     path = out / TRANSFORMS_NAME
     write_json_atomic(path, content)
-    CONSOLE.log(f"{TOOL}: {num_frames} frames x {len(records) // max(num_frames, 1)} views written to {out}")
+    views_per_frame = len(records) // max(num_frames, 1)
+    CONSOLE.log(f"{TOOL}: {num_frames} frames x {views_per_frame} views written to {escape(str(out))}")
     return path
