@@ -46,7 +46,7 @@ from rich.markup import escape
 from torch import Tensor
 from torch.nn import Parameter
 
-from ds4d_ns.data.dataset_format import ROLE_CODES
+from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, middle_time
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.dsfd import ReferenceMode
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
@@ -55,9 +55,6 @@ from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
-
-CANONICAL_TIME = 0.5
-"""Time used for cameras without a time: the canonical Gaussians are the middle frame."""
 
 
 @dataclass
@@ -245,11 +242,21 @@ class Ds4dModel(SplatfactoModel):
         radii = self.config.random_init_radius * torch.rand(n, 1).pow(1.0 / 3.0)  # uniform in the ball
         return directions * radii, 0.3 + 0.4 * torch.rand(n, 3)
 
+    def _num_frames(self) -> Optional[int]:
+        """Frames of the training clip, from the dataparser; None for a model built from a checkpoint alone."""
+        num_frames = self.kwargs.get("metadata", {}).get("num_frames")
+        return None if num_frames is None else int(num_frames)
+
+    @property
+    def canonical_time(self) -> float:
+        """Time of the middle frame, which the canonical Gaussians fit: cameras without a time render it."""
+        return middle_time(self._num_frames())
+
     def _time_resolution(self) -> int:
         if self.config.hexplane_time_resolution is not None:
             return self.config.hexplane_time_resolution
-        num_frames = int(self.kwargs.get("metadata", {}).get("num_frames", 50))
-        return max(2, math.ceil(num_frames / 2))
+        num_frames = self._num_frames()
+        return max(2, math.ceil((50 if num_frames is None else num_frames) / 2))
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         """One group per Gaussian attribute, the HexPlane grid, the deformation MLP, and TSSF if learnt."""
@@ -291,8 +298,10 @@ class Ds4dModel(SplatfactoModel):
         intrinsics: Float[Tensor, "frames views 3 3"],
         width: int,
         height: int,
+        front_view: int,
     ) -> None:
-        """Install the training views' feature maps (before the optimizers are made)."""
+        """Install the training views' feature maps (before the optimizers are made); ``front_view`` is the
+        index of the input view among them."""
         if self.config.frame_features == "none":
             raise ValueError("this model was configured without frame features (frame_features='none')")
         self.frame_point_features = FramePointFeatures(
@@ -305,6 +314,7 @@ class Ds4dModel(SplatfactoModel):
             height,
             fusion=self.config.feature_fusion,
             out_dim=self.config.feature_dim,
+            front_view=front_view,
         ).to(self.device)
 
     def point_features(self, points: Float[Tensor, "n 3"], time: float):
@@ -320,6 +330,9 @@ class Ds4dModel(SplatfactoModel):
         # Feature maps and TSSF weights are sized by the data: rebuild the module to the checkpoint's shapes.
         prefix = "frame_point_features."
         if f"{prefix}maps" in dict:
+            if f"{prefix}front_view" not in dict:
+                # checkpoints written before the input view's index was stored: the grid put it first
+                dict = {**dict, f"{prefix}front_view": torch.tensor(0)}
             frames, num_views = dict[f"{prefix}maps"].shape[:2]
             width, height = (int(v) for v in dict[f"{prefix}image_size"].tolist())
             self.attach_frame_features(
@@ -330,6 +343,7 @@ class Ds4dModel(SplatfactoModel):
                 torch.eye(3).repeat(frames, num_views, 1, 1),
                 width,
                 height,
+                int(dict[f"{prefix}front_view"]),
             )
         super().load_state_dict(dict, **kwargs)
 
@@ -365,7 +379,7 @@ class Ds4dModel(SplatfactoModel):
         if not isinstance(camera, Cameras):
             raise TypeError(f"ds4d renders Cameras, got {type(camera).__name__}")
         camera = camera.flatten() if len(camera.shape) > 1 else camera
-        times = camera.times.view(-1) if camera.times is not None else torch.full((len(camera),), CANONICAL_TIME)
+        times = camera.times.view(-1) if camera.times is not None else torch.full((len(camera),), self.canonical_time)
         unique_times = torch.unique(times)
         if len(unique_times) == 1:
             return self._render_at_time(camera, float(unique_times[0]))
@@ -456,10 +470,7 @@ class Ds4dModel(SplatfactoModel):
         return image[..., :3] * alpha + (1.0 - alpha) * background[..., :3], alpha
 
     def _view_weights(self, batch: Dict[str, Tensor], num_views: int) -> Tensor:
-        roles = batch.get("role")
-        if roles is None:
-            return torch.ones(num_views, device=self.device)
-        roles = roles.view(-1).to(self.device)
+        roles = decode_roles(batch.get("role"), num_views).to(self.device)
         return torch.where(
             roles == ROLE_CODES["input"],
             torch.tensor(self.config.input_rgb_weight, device=self.device),
@@ -497,12 +508,7 @@ class Ds4dModel(SplatfactoModel):
         """LPIPS between the pseudo views and their renders (the supplement's L_lpips)."""
         from ds4d_ns.losses.perceptual import lpips_distance
 
-        roles = batch.get("role")
-        pseudo = (
-            roles.view(-1).to(self.device) == ROLE_CODES["pseudo"]
-            if roles is not None
-            else torch.ones(pred.shape[0], dtype=torch.bool, device=self.device)
-        )
+        pseudo = decode_roles(batch.get("role"), pred.shape[0]).to(self.device) == ROLE_CODES["pseudo"]
         if not bool(pseudo.any()):
             return {}
         assert self._priors.lpips is not None
@@ -518,8 +524,8 @@ class Ds4dModel(SplatfactoModel):
 
         guidance = self._priors.zero123
         assert guidance is not None
-        roles = batch["role"].view(-1).tolist()
         positions = batch["camera_to_worlds"][:, :3, 3].float()
+        roles = decode_roles(batch.get("role"), positions.shape[0]).tolist()
         radius = positions.norm(dim=-1)
         elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
         azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()

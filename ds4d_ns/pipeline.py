@@ -90,7 +90,14 @@ class Ds4dPipeline(VanillaPipeline):
         )
         viewmats, intrinsics = grid_cameras(grid)
         model.attach_frame_features(
-            prepared.maps, prepared.dynamic_magnitude, grid.times, viewmats, intrinsics, grid.width, grid.height
+            prepared.maps,
+            prepared.dynamic_magnitude,
+            grid.times,
+            viewmats,
+            intrinsics,
+            grid.width,
+            grid.height,
+            grid.front_view,
         )
         CONSOLE.log(
             f"Frame features ({cfg.feature_extractor.describe()}): {cfg.frame_features}, "

@@ -14,13 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ds4d_ns import views  # noqa: E402
-from ds4d_ns.data.dataset_format import (  # noqa: E402
-    TRANSFORMS_NAME,
-    frame_record,
-    write_json_atomic,
-    write_ply_points_atomic,
-    write_png_atomic,
-)
+from ds4d_ns.data.dataset_format import PLY_NAME, view_layout, write_dataset  # noqa: E402
+from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic  # noqa: E402
 
 
 def write_fake_dataset(
@@ -35,42 +30,18 @@ def write_fake_dataset(
 ) -> Path:
     """A small valid dataset of random images on the real view layout."""
     rng = np.random.default_rng(seed)
-    layout = [("input", 0, views.input_view())]
-    layout += [("pseudo", i, v) for i, v in enumerate(views.zero123pp_v12_views()[:pseudo_views])]
-    layout += [("eval", i, v) for i, v in enumerate(views.consistent4d_eval_views()[:eval_views])]
-    records = []
+    layout = view_layout(views.zero123pp_v12_views()[:pseudo_views], views.consistent4d_eval_views()[:eval_views])
     for frame in range(frames):
-        time = frame / max(frames - 1, 1)
-        for role, view_index, view in layout:
-            name = f"images/{role}_{view_index:02d}/frame_{frame:04d}.png"
+        for view in layout:
             rgba = rng.integers(0, 256, size=(size, size, 4), dtype=np.uint8)
-            mask_name = None
             if use_masks:
-                mask_name = f"masks/{role}_{view_index:02d}/frame_{frame:04d}.png"
-                write_png_atomic(root / mask_name, rgba[..., 3])
+                write_png_atomic(root / view.mask_path(frame), rgba[..., 3])
                 rgba = rgba[..., :3]
-            write_png_atomic(root / name, rgba)
-            focal = views.focal_from_fov(view.fov_deg, size)
-            records.append(
-                frame_record(
-                    name,
-                    views.orbit_c2w(view).numpy(),
-                    (focal, focal),
-                    (size / 2, size / 2),
-                    (size, size),
-                    time,
-                    frame,
-                    role,
-                    view_index,
-                    mask_path=mask_name,
-                )
-            )
-    meta = {"frames": records}
+            write_png_atomic(root / view.image_path(frame), rgba)
     if with_ply:
         points = rng.uniform(-0.4, 0.4, size=(64, 3)).astype(np.float32)
-        write_ply_points_atomic(root / "init.ply", points, rng.integers(0, 256, size=(64, 3), dtype=np.uint8))
-        meta["ply_file_path"] = "init.ply"
-    write_json_atomic(root / TRANSFORMS_NAME, meta)
+        write_ply_points_atomic(root / PLY_NAME, points, rng.integers(0, 256, size=(64, 3), dtype=np.uint8))
+    write_dataset(root, layout, frames, size, initial_points=with_ply, masks=use_masks)
     return root
 
 

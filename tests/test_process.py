@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds4d_ns.data.dataset_format import write_png_atomic
 from ds4d_ns.io.video import write_video_atomic
+from ds4d_ns.io.writers import write_png_atomic
 from ds4d_ns.process.frames import InputError
 from ds4d_ns.process.run import ProcessConfig, process
 from ds4d_ns.process.zero123plus import Zero123PlusConfig

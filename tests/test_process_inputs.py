@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds4d_ns.data.dataset_format import write_png_atomic
 from ds4d_ns.io.video import write_video_atomic
+from ds4d_ns.io.writers import write_png_atomic
 from ds4d_ns.process.frames import InputError, natural_sorted, read_clip, sample_indices
 from ds4d_ns.process.framing import crop_rgba, foreground_box, frame_clip, square_crop, union_box
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds4d_ns.data.dataset_format import write_png_atomic
+from ds4d_ns.io.writers import write_png_atomic
 from ds4d_ns.process.run import ProcessConfig, process
 
 REALDATA = Path(os.environ.get("DS4D_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))

@@ -2,9 +2,9 @@
 
 DS4D renders all views of one time (the input view and the pseudo views) per optimisation step,
 so the deformation runs once per step and the rasteriser draws the views in one batched call.
-During the static stage only the middle frame is served: the canonical Gaussians are the middle
-frame's shape (the seed points come from it too), and the deformation field learns the offsets
-from there once the dynamic stage starts.
+During the static stage only the middle frame (``ds4d_ns.data.dataset_format.canonical_frame``) is
+served: the canonical Gaussians are the middle frame's shape (the seed points come from it too), and
+the deformation field learns the offsets from there once the dynamic stage starts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
-from ds4d_ns.data.dataset_format import ROLE_CODES
+from ds4d_ns.data.dataset_format import ROLE_CODES, canonical_frame, decode_roles
 
 
 class Ds4dDataset(InputDataset):
@@ -61,17 +61,19 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
 
     def __init__(self, config: Ds4dDatamanagerConfig, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
-        frame_of_image = self.train_dataset.cameras.metadata["frame_index"].view(-1).tolist()
+        cameras = self.train_dataset.cameras
+        frame_of_image = [int(frame) for frame in cameras.metadata["frame_index"].view(-1).tolist()]
         views_of_frame: Dict[int, List[int]] = {}
         for image_idx, frame in enumerate(frame_of_image):
-            views_of_frame.setdefault(int(frame), []).append(image_idx)
+            views_of_frame.setdefault(frame, []).append(image_idx)
         self.views_of_frame = views_of_frame
-        times = self.train_dataset.cameras.times.view(-1)
-        self.middle_frame = int(frame_of_image[int((times - 0.5).abs().argmin())])
+        time_of_frame = dict(zip(frame_of_image, cameras.times.view(-1).tolist()))
+        self.middle_frame = canonical_frame(time_of_frame)
+        """The frame the static stage serves."""
         self._frame_rng = random.Random(config.frame_sampling_seed)
         self._frame_queue: List[int] = []
-        roles = self.train_dataset.cameras.metadata["role"].view(-1).tolist()
-        self._is_pseudo = [role == ROLE_CODES["pseudo"] for role in roles]
+        roles = decode_roles(cameras.metadata.get("role"), len(frame_of_image))
+        self._is_pseudo = (roles == ROLE_CODES["pseudo"]).tolist()
 
     def _load_images(self, split: Literal["train", "eval"], cache_images_device: Literal["cpu", "gpu"]):
         # "cpu" caching pins the images' memory for fast copies to a GPU, and pinning fails without
@@ -103,7 +105,7 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         image_indices = self._views_served(self._next_frame(step), step)
         images = torch.stack([self.cached_train[i]["image"] for i in image_indices]).to(self.device)
         cameras = self.train_dataset.cameras[torch.tensor(image_indices)].to(self.device)
-        roles = cameras.metadata["role"].view(-1) if cameras.metadata else None
+        roles = decode_roles((cameras.metadata or {}).get("role"), len(image_indices)).to(self.device)
         batch = {"image": images, "image_idx": torch.tensor(image_indices), "role": roles}
         # The generative priors condition on the views of this time and need their poses.
         batch["camera_to_worlds"] = cameras.camera_to_worlds

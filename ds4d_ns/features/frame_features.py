@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import track
 from torch import Tensor
 
-from ds4d_ns.data.dataset_format import ROLE_CODES
+from ds4d_ns.data.dataset_format import ROLE_CODES, Role, decode_roles, middle_frame, role_name
 from ds4d_ns.features import dsfd
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig, load_backbone, patch_features, preprocess
 from ds4d_ns.features.pca import fit_pca
@@ -50,18 +50,20 @@ class FrameGrid:
     intrinsics: Float[Tensor, "frames views 3 3"]
     width: int
     height: int
+    view_roles: List[Role]
+    """Role of each view."""
     view_names: List[str]
     """``role_index`` per view, e.g. ``input_00``, ``pseudo_03``."""
 
     @property
     def middle_frame(self) -> int:
-        """The frame closest to time 0.5: the canonical frame, as in the datamanager."""
-        return int((self.times - 0.5).abs().argmin())
+        """Row of the middle (canonical) frame: DSFD's reference, the frame the static stage fits."""
+        return middle_frame(len(self.times))
 
     @property
     def front_view(self) -> int:
         """Index of the input (front) view."""
-        return 0
+        return self.view_roles.index("input")
 
 
 def frame_grid_from_dataset(dataset) -> FrameGrid:
@@ -73,12 +75,13 @@ def frame_grid_from_dataset(dataset) -> FrameGrid:
     cameras = dataset.cameras
     if not cameras.metadata or "frame_index" not in cameras.metadata or cameras.times is None:
         raise ValueError("frame features need a ds4d dataset (cameras with times and frame/view metadata)")
-    roles = cameras.metadata["role"].view(-1).tolist()
     view_indices = cameras.metadata["view_index"].view(-1).tolist()
     frame_indices = cameras.metadata["frame_index"].view(-1).tolist()
-    role_names = {code: name for name, code in ROLE_CODES.items()}
-    view_keys = sorted({(int(r), int(v)) for r, v in zip(roles, view_indices)}, key=lambda k: (k[0] != 0, k))
-    if not view_keys or view_keys[0][0] != ROLE_CODES["input"]:
+    roles = decode_roles(cameras.metadata.get("role"), len(frame_indices)).tolist()
+    input_code = ROLE_CODES["input"]
+    # the input view first: the "front" view that distance-aware fusion trusts most, found by its role
+    view_keys = sorted({(int(r), int(v)) for r, v in zip(roles, view_indices)}, key=lambda k: (k[0] != input_code, k))
+    if not any(role == input_code for role, _ in view_keys):
         raise ValueError("frame features need an input view among the training images")
     frames = sorted(set(int(f) for f in frame_indices))
     position = {(int(f), (int(r), int(v))): i for i, (f, r, v) in enumerate(zip(frame_indices, roles, view_indices))}
@@ -88,7 +91,7 @@ def frame_grid_from_dataset(dataset) -> FrameGrid:
         row = []
         for key in view_keys:
             if (frame, key) not in position:
-                raise ValueError(f"view {role_names[key[0]]}_{key[1]:02d} has no image of frame {frame}")
+                raise ValueError(f"view {role_name(key[0])}_{key[1]:02d} has no image of frame {frame}")
             row.append(position[(frame, key)])
         grid_indices.append(row)
     index = torch.tensor(grid_indices)
@@ -103,7 +106,8 @@ def frame_grid_from_dataset(dataset) -> FrameGrid:
         intrinsics=cameras.get_intrinsics_matrices()[index].float(),
         width=int(cameras.width[0]),
         height=int(cameras.height[0]),
-        view_names=[f"{role_names[r]}_{v:02d}" for r, v in view_keys],
+        view_roles=[role_name(r) for r, _ in view_keys],
+        view_names=[f"{role_name(r)}_{v:02d}" for r, v in view_keys],
     )
 
 

@@ -190,7 +190,7 @@ class FramePointFeatures(nn.Module):
         width, height: image size the intrinsics refer to.
         fusion: fusion mode.
         out_dim: width of the fused feature; maps wider than this get a learned linear reduction.
-        front_view: index of the input view.
+        front_view: index of the input view (from the views' roles); kept in checkpoints.
     """
 
     def __init__(
@@ -213,6 +213,7 @@ class FramePointFeatures(nn.Module):
         self.register_buffer("viewmats", viewmats.float())
         self.register_buffer("intrinsics", intrinsics.float())
         self.register_buffer("image_size", torch.tensor([width, height]))
+        self.register_buffer("front_view", torch.tensor(front_view))  # checkpoints say which view is the input
         self.width, self.height = width, height  # Python copies: no device sync per step
         channels = maps.shape[2]
         self.reduction: Optional[nn.Linear] = nn.Linear(channels, out_dim) if channels != out_dim else None

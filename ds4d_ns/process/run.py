@@ -27,14 +27,9 @@ from rich.progress import track
 from typing_extensions import Annotated
 
 from ds4d_ns import views
-from ds4d_ns.data.dataset_format import (
-    TRANSFORMS_NAME,
-    frame_record,
-    write_json_atomic,
-    write_ply_points_atomic,
-    write_png_atomic,
-)
+from ds4d_ns.data.dataset_format import PLY_NAME, DatasetView, image_path, middle_frame, view_layout, write_dataset
 from ds4d_ns.io.output_folder import prepare_output_dir
+from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic
 from ds4d_ns.process.fingerprint import describe_changes, fingerprints
 from ds4d_ns.process.frames import InputError, read_clip
 from ds4d_ns.process.framing import clip_crop, crop_rgba
@@ -100,10 +95,6 @@ class ProcessConfig:
     """Torch device for Zero123++; None = cuda if available, else cpu (slow)."""
     force: bool = False
     """Write into a folder that holds something else (its files of this run are replaced)."""
-
-
-def _frame_name(role: str, view_index: int, frame: int) -> str:
-    return f"images/{role}_{view_index:02d}/frame_{frame:04d}.png"
 
 
 def _settings(config: ProcessConfig, inputs: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -265,7 +256,7 @@ def process(config: ProcessConfig) -> Path:
     output.start()
     num_frames = len(frames)
     for frame, image in enumerate(frames):
-        path = out / _frame_name("input", 0, frame)
+        path = out / image_path("input", 0, frame)
         if not (resume and path.is_file()):
             write_png_atomic(path, image)
     if imported is not None:
@@ -283,7 +274,7 @@ def process(config: ProcessConfig) -> Path:
 
 
 def _pseudo_done(out: Path, frame: int) -> bool:
-    return all((out / _frame_name("pseudo", view, frame)).is_file() for view in range(6))
+    return all((out / image_path("pseudo", view, frame)).is_file() for view in range(6))
 
 
 def _load_generator(config: ProcessConfig):
@@ -309,7 +300,7 @@ def _import_pseudo_views(
                 tile = matting(tile[..., :3] / 255.0)
             elif tile.shape[-1] == 3:  # an opaque tile beside transparent ones in a tile folder
                 tile = np.concatenate([tile, np.full(tile.shape[:2] + (1,), 255, np.uint8)], axis=-1)
-            write_png_atomic(out / _frame_name("pseudo", view, frame), _resize(tile, config.resolution))
+            write_png_atomic(out / image_path("pseudo", view, frame), _resize(tile, config.resolution))
 
 
 def _generate_pseudo_views(
@@ -339,7 +330,7 @@ def _generate_pseudo_views(
         tiles = pipeline(_on_grey([condition_images[f] for f in batch]), anchor=anchor, frames=batch).cpu().numpy()
         for frame, views_of_frame in zip(batch, tiles):
             for view, tile in enumerate(views_of_frame):
-                write_png_atomic(out / _frame_name("pseudo", view, frame), _resize(matting(tile), config.resolution))
+                write_png_atomic(out / image_path("pseudo", view, frame), _resize(matting(tile), config.resolution))
 
 
 def _on_grey(images: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -355,16 +346,15 @@ def _resize(rgba: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, mode="RGBA").resize((size, size), Image.Resampling.LANCZOS))
 
 
-def _dataset_views(config: ProcessConfig):
+def _dataset_views(config: ProcessConfig) -> Tuple[DatasetView, ...]:
     # v1.2's cameras frame a normalised object size: their radius follows the object's extent (--fill)
-    release_views = views.zero123pp_views(_release(config), half_extent=views.object_half_extent(config.fill))
-    return [("input", 0, views.input_view())] + [("pseudo", i, view) for i, view in enumerate(release_views)]
+    return view_layout(views.zero123pp_views(_release(config), half_extent=views.object_half_extent(config.fill)))
 
 
 def _write_initial_points(
     config: ProcessConfig, out: Path, num_frames: int, mesh_points: Optional[np.ndarray], half_extent: float
 ) -> None:
-    path = out / "init.ply"
+    path = out / PLY_NAME
     if config.init == "random":
         return  # nothing to write; an init.ply of an earlier run was removed with that run's files
     if mesh_points is not None:
@@ -375,14 +365,14 @@ def _write_initial_points(
     from ds4d_ns.process.visual_hull import carve, sample_surface_points
     from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
-    middle = (num_frames - 1) // 2
+    middle = middle_frame(num_frames)
     layout = _dataset_views(config)
     masks, viewmats, intrinsics = [], [], []
-    for role, index, view in layout:
-        with Image.open(out / _frame_name(role, index, middle)) as pil:
+    for view in layout:
+        with Image.open(out / view.image_path(middle)) as pil:
             masks.append(torch.from_numpy(np.asarray(pil.convert("RGBA"))[..., 3] / 255.0).float())
-        viewmats.append(opengl_c2w_to_opencv_viewmat(views.orbit_c2w(view)[None].float())[0])
-        focal = views.focal_from_fov(view.fov_deg, config.resolution)
+        viewmats.append(opengl_c2w_to_opencv_viewmat(views.orbit_c2w(view.orbit)[None].float())[0])
+        focal = views.focal_from_fov(view.orbit.fov_deg, config.resolution)
         centre = config.resolution / 2.0
         intrinsics.append(torch.tensor([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]]))
     viewmats_t, intrinsics_t = torch.stack(viewmats), torch.stack(intrinsics)
@@ -390,35 +380,20 @@ def _write_initial_points(
     grid = carve(masks, viewmats_t, intrinsics_t, extent, config.hull_resolution)
     if not grid.occupied.any():
         CONSOLE.log("[yellow]The pseudo views' masks disagree (empty visual hull): carving with the input view alone")
-        grid = carve(masks[:1], viewmats_t[:1], intrinsics_t[:1], extent, config.hull_resolution)
+        (front,) = [i for i, view in enumerate(layout) if view.role == "input"]
+        grid = carve(
+            masks[front : front + 1],
+            viewmats_t[front : front + 1],
+            intrinsics_t[front : front + 1],
+            extent,
+            config.hull_resolution,
+        )
     points = sample_surface_points(grid, config.num_points).numpy()
     write_ply_points_atomic(path, points)
 
 
 def _write_transforms(config: ProcessConfig, out: Path, num_frames: int) -> Path:
-    records = []
-    for frame in range(num_frames):
-        time = frame / (num_frames - 1) if num_frames > 1 else 0.0
-        for role, index, view in _dataset_views(config):
-            focal = views.focal_from_fov(view.fov_deg, config.resolution)
-            records.append(
-                frame_record(
-                    _frame_name(role, index, frame),
-                    views.orbit_c2w(view).numpy(),
-                    (focal, focal),
-                    (config.resolution / 2.0, config.resolution / 2.0),
-                    (config.resolution, config.resolution),
-                    time,
-                    frame,
-                    role,
-                    index,
-                )
-            )
-    content: Dict[str, Any] = {"frames": records}
-    if config.init != "random":
-        content["ply_file_path"] = "init.ply"
-    path = out / TRANSFORMS_NAME
-    write_json_atomic(path, content)
-    views_per_frame = len(records) // max(num_frames, 1)
-    CONSOLE.log(f"{TOOL}: {num_frames} frames x {views_per_frame} views written to {escape(str(out))}")
+    layout = _dataset_views(config)
+    path = write_dataset(out, layout, num_frames, config.resolution, initial_points=config.init != "random")
+    CONSOLE.log(f"{TOOL}: {num_frames} frames x {len(layout)} views written to {escape(str(out))}")
     return path

@@ -23,11 +23,12 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 from rich.progress import track
 
-from ds4d_ns.data.dataset_format import TRANSFORMS_NAME, write_json_atomic
+from ds4d_ns.data.dataset_format import TRANSFORMS_NAME
 from ds4d_ns.errors import UserError, exit_on_user_error
 from ds4d_ns.io.atomic import atomic_output
 from ds4d_ns.io.checkpoints import CheckpointError, check_checkpoint_folder, checkpoint_files, load_checkpoint_file
 from ds4d_ns.io.output_folder import prepare_output_dir
+from ds4d_ns.io.writers import write_json_atomic
 from ds4d_ns.scripts.loading import RunFolder, load_trained_model, require_at_least, resolve_run
 
 TOOL = "ds4d-export"

@@ -25,10 +25,10 @@ from rich.markup import escape
 from rich.progress import track
 from torch import Tensor
 
-from ds4d_ns.data.dataset_format import write_png_atomic
 from ds4d_ns.errors import UserError, exit_on_user_error
 from ds4d_ns.io.checkpoints import check_checkpoint_folder
 from ds4d_ns.io.output_folder import prepare_output_dir
+from ds4d_ns.io.writers import write_png_atomic
 from ds4d_ns.scripts.loading import load_trained_pipeline, require_at_least, resolve_run
 
 TOOL = "ds4d-viz"
@@ -138,7 +138,7 @@ class VizFeatures:
         weights = features(points, time).view_weights
         weights = weights / weights.max().clamp_min(1e-8)
         frame = int((features.times - time).abs().argmin())
-        front = 0
+        front = int(features.front_view)
         scale = self.resolution / float(features.image_size[0])
         intrinsics = features.intrinsics[frame, front].clone()
         intrinsics[:2] *= scale

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,23 +34,25 @@ from torch import Tensor
 
 from ds4d_ns import views as camera_views
 from ds4d_ns.data.dataset_format import (
+    PLY_NAME,
     TRANSFORMS_NAME,
-    Role,
-    frame_record,
-    write_json_atomic,
-    write_ply_points_atomic,
-    write_png_atomic,
+    DatasetView,
+    frame_time,
+    middle_frame,
+    view_layout,
+    write_dataset,
 )
 from ds4d_ns.io.output_folder import prepare_output_dir
+from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic
 from ds4d_ns.synth.raymarch import Rays, camera_rays, render_rays, sdf_gradient, shade
 from ds4d_ns.synth.scenes import Scene, get_scene
 
 GENERATOR_NAME = "ds4d-synth"
-GENERATOR_VERSION = 1
-"""Bump when the rendered bytes change for the same settings, so old folders are not resumed."""
+GENERATOR_VERSION = 2
+"""Bump when the rendered bytes change for the same settings, so old folders are not resumed (2: init.ply
+sampled on the dataset's middle frame, ``ds4d_ns.data.dataset_format.middle_frame``)."""
 MANIFEST_NAME = "ds4d_synth.json"
 """Written first: identifies an output folder (complete or interrupted) and the settings that made it."""
-PLY_NAME = "init.ply"
 
 PSEUDO_BLUR_SIGMA_PX = 1.5
 """Blur sigma at noise level 1, in pixels of a 256 px image (scaled with the resolution)."""
@@ -65,55 +66,9 @@ PSEUDO_FRAME_GAIN_STD = 0.03
 """Per-frame colour gain spread at level 1 (temporal flicker in colour)."""
 
 
-@dataclass(frozen=True)
-class DatasetView:
-    """One camera of the dataset layout."""
-
-    role: Role
-    """``input``, ``pseudo`` or ``eval``."""
-    view_index: int
-    """Index of the camera within its role."""
-    orbit: camera_views.OrbitView
-    """Where the camera is."""
-
-
 def dataset_views() -> Tuple[DatasetView, ...]:
     """The views rendered for every frame, in ``transforms.json`` order: input, pseudo, eval."""
-    layout: List[DatasetView] = [DatasetView("input", 0, camera_views.input_view())]
-    layout += [DatasetView("pseudo", i, view) for i, view in enumerate(camera_views.zero123pp_v12_views())]
-    layout += [DatasetView("eval", i, view) for i, view in enumerate(camera_views.consistent4d_eval_views())]
-    return tuple(layout)
-
-
-def frame_time(frame_index: int, num_frames: int) -> float:
-    """Normalised time of a frame: 0 for the first, 1 for the last."""
-    return frame_index / (num_frames - 1) if num_frames > 1 else 0.0
-
-
-def middle_frame(num_frames: int) -> int:
-    """The frame whose surface ``init.ply`` samples."""
-    return (num_frames - 1) // 2
-
-
-def image_path(role: str, view_index: int, frame_index: int) -> str:
-    """Image location relative to the dataset folder."""
-    return f"images/{role}_{view_index:02d}/frame_{frame_index:04d}.png"
-
-
-def view_record(view: DatasetView, frame_index: int, t: float, resolution: int) -> Dict[str, Any]:
-    """The ``transforms.json`` entry of one view of one frame."""
-    focal = camera_views.focal_from_fov(view.orbit.fov_deg, resolution)
-    return frame_record(
-        image_path(view.role, view.view_index, frame_index),
-        camera_views.orbit_c2w(view.orbit).numpy(),
-        (focal, focal),
-        (resolution / 2.0, resolution / 2.0),
-        (resolution, resolution),
-        t,
-        frame_index,
-        view.role,
-        view.view_index,
-    )
+    return view_layout(camera_views.zero123pp_v12_views(), camera_views.consistent4d_eval_views())
 
 
 def view_rays(view: camera_views.OrbitView, resolution: int) -> Rays:
@@ -269,7 +224,7 @@ def generate_dataset(
     }
     output = prepare_output_dir(out, MANIFEST_NAME, settings, force, GENERATOR_NAME)
     layout = dataset_views()
-    planned = [image_path(v.role, v.view_index, f) for f in range(frames) for v in layout]
+    planned = [view.image_path(f) for f in range(frames) for view in layout]
     output.check_can_write(planned + [PLY_NAME, TRANSFORMS_NAME])  # before any rendering
     resume = output.resume
     with output:  # every file written below is recorded in the manifest first
@@ -281,7 +236,6 @@ def generate_dataset(
         )
 
         started = time.perf_counter()
-        records: List[Dict[str, Any]] = []
         skipped = 0
         progress = Progress(
             TextColumn("[bold blue]rendering"),
@@ -295,7 +249,7 @@ def generate_dataset(
             task = progress.add_task("frames", total=frames)
             for frame_index in range(frames):
                 t = frame_time(frame_index, frames)
-                paths = [image_path(v.role, v.view_index, frame_index) for v in layout]
+                paths = [view.image_path(frame_index) for view in layout]
                 missing = [not (resume and (out / path).is_file()) for path in paths]
                 if any(missing):
                     # Whole frames are rendered even when resuming: the ray batch is then exactly the
@@ -308,7 +262,6 @@ def generate_dataset(
                             image = degrade_pseudo(image, pseudo_noise, seed, view.view_index, frame_index)
                         write_png_atomic(out / path, to_uint8(image))
                 skipped += missing.count(False)
-                records += [view_record(view, frame_index, t, resolution) for view in layout]
                 progress.advance(task)
 
         ply_frame = middle_frame(frames)
@@ -317,7 +270,7 @@ def generate_dataset(
             points, colours = sample_surface_points(the_scene, ply_time, num_points, point_noise, seed)
             write_ply_points_atomic(out / PLY_NAME, points.numpy(), to_uint8_rgb(colours))
 
-        transforms = {
+        provenance = {
             "generator": GENERATOR_NAME,
             "generator_version": GENERATOR_VERSION,
             "scene": scene,
@@ -326,15 +279,12 @@ def generate_dataset(
             "pseudo_noise": pseudo_noise,
             "num_frames": frames,
             "resolution": resolution,
-            "ply_file_path": PLY_NAME,
-            "ply_frame_index": ply_frame,
-            "ply_time": ply_time,
             "ply_point_noise": point_noise,
-            "frames": records,
         }
-        write_json_atomic(out / TRANSFORMS_NAME, transforms)
+        write_dataset(out, layout, frames, resolution, initial_points=True, extra=provenance)
         elapsed = time.perf_counter() - started
         CONSOLE.log(
-            f"ds4d-synth: wrote {len(records) - skipped} images ({skipped} reused) and {PLY_NAME} in {elapsed:.1f} s"
+            f"ds4d-synth: wrote {frames * len(layout) - skipped} images ({skipped} reused) and {PLY_NAME} "
+            f"in {elapsed:.1f} s"
         )
     return out / TRANSFORMS_NAME
