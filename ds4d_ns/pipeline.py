@@ -8,7 +8,7 @@ in the checkpoint, so a trained model renders without the backbone.
 
 Training set-up (``test_mode="val"``, as nerfstudio's trainer builds it) is where ``ns-train`` meets
 the user's data and weights: every pretrained model the run needs is checked at once
-(``ds4d_ns.weights.require_weights``), and a user error (a bad dataset, missing weights) ends the
+(``ds4d_ns.scripts.weights.require_weights``), and a user error (a bad dataset, missing weights) ends the
 command with its one-line message and exit status 2 instead of a traceback (nerfstudio's
 ``ns-train`` entry point has no hook of its own for that). Other modes let the error reach the
 calling command, which reports it the same way.
@@ -57,7 +57,7 @@ class Ds4dPipeline(VanillaPipeline):
 
     def _setup_training(self, device: str) -> None:
         from ds4d_ns.ds4d_model import Ds4dModel
-        from ds4d_ns.weights import require_weights
+        from ds4d_ns.scripts.weights import require_weights
 
         model = self.model
         if isinstance(model, Ds4dModel):

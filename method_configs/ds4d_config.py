@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.fields.tssf import FusionMode

@@ -18,7 +18,7 @@ else
   echo "[demo] no CUDA GPU: training the small CPU configuration ($method)"
 fi
 if [ -z "$(ls outputs/ds4d-sample-"$scene"/"$method"/demo/nerfstudio_models/step-*.ckpt 2>/dev/null)" ] &&
-  ! python -m ds4d_ns.weights "$method"; then
+  ! python -m ds4d_ns.scripts.weights "$method"; then
   echo "[demo] pretrained weights that $method needs cannot be downloaded here (see above):" \
     "training ${method/ds4d/ds4d-base} instead (no frame features, no LPIPS/SDS priors; needs no pretrained weights)"
   method=${method/ds4d/ds4d-base}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by demo.sh and test.sh: the Debian packages nerfstudio's commands need
 # (ffmpeg for ns-render, libusb for open3d in ns-export), a virtualenv in .venv, and the project
-# with its dev tools. A second run does nothing unless pyproject.toml or this script changed.
+# with its dev tools. A second run does nothing unless pyproject.toml, setup.py or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,7 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$python" -m venv .venv; }
 
 stamp=.venv/.ds4d-setup
-wanted=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+wanted=$(cat pyproject.toml setup.py scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "[setup] installing the project into .venv (first run: several minutes)"
   .venv/bin/python -m pip install -q --upgrade pip

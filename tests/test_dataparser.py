@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ds4d_ns.dataparsers.ds4d_dataparser import DatasetError, Ds4dDataParserConfig
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, TRANSFORMS_NAME
+from ds4d_ns.dataparsers.ds4d_dataparser import DatasetError, Ds4dDataParserConfig
 
 
 def parse(data: Path, split: str = "train", **config):

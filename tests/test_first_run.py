@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from nerfstudio.configs.base_config import MachineConfig
 
 from ds4d_ns.data.dataset_format import TRANSFORMS_NAME
 from ds4d_ns.errors import UserError, WeightsUnavailable
+from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 
 BIN = Path(sys.executable).parent
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -94,9 +94,8 @@ def test_a_cuda_configuration_moves_to_the_cpu_without_cuda_and_says_so():
 
 
 def test_cpu_caching_does_not_pin_memory_without_cuda(fake_dataset):
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
-
     from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 
     # "cpu" caching pins memory, which needs CUDA; nerfstudio also picks it by itself past 500 images.
     config = Ds4dDatamanagerConfig(dataparser=Ds4dDataParserConfig(data=fake_dataset()), cache_images="cpu")
@@ -135,7 +134,7 @@ def offline_torch_hub(tmp_path, monkeypatch):
 
 
 def test_missing_weights_are_reported_all_at_once_with_the_fallback_for_this_machine(offline_torch_hub):
-    from ds4d_ns.weights import require_weights
+    from ds4d_ns.scripts.weights import require_weights
 
     model = make_ds4d_config(priors=True).pipeline.model
     with pytest.raises(WeightsUnavailable) as error:

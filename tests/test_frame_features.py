@@ -171,9 +171,8 @@ def test_random_init_builds_the_published_architecture_offline():
 
 # ---------------------------------------------------------------- grid and cache
 def test_grid_puts_the_input_view_first_and_sorts_frames(fake_dataset, tiny_dinov2: Path):
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
-
     from ds4d_ns.data.datamanager import Ds4dDataset
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 
     data = fake_dataset(frames=3, size=28, pseudo_views=2)
     outputs = Ds4dDataParserConfig(data=data).setup().get_dataparser_outputs("train")
@@ -187,9 +186,8 @@ def test_grid_puts_the_input_view_first_and_sorts_frames(fake_dataset, tiny_dino
 
 
 def test_features_are_cached_outside_the_data_and_reused(fake_dataset, tiny_dinov2: Path, tmp_path, monkeypatch):
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
-
     from ds4d_ns.data.datamanager import Ds4dDataset
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from ds4d_ns.features import frame_features
 
     data = fake_dataset(frames=2, size=28, pseudo_views=1)
@@ -210,9 +208,8 @@ def test_features_are_cached_outside_the_data_and_reused(fake_dataset, tiny_dino
 
 
 def test_cache_key_changes_with_images_model_and_resolution(fake_dataset, tiny_dinov2: Path):
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
-
     from ds4d_ns.data.datamanager import Ds4dDataset
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 
     data = fake_dataset(frames=2, size=28, pseudo_views=1)
     grid = frame_grid_from_dataset(Ds4dDataset(Ds4dDataParserConfig(data=data).setup().get_dataparser_outputs("train")))

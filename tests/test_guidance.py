@@ -173,8 +173,7 @@ def test_weights_check_lists_every_missing_model_and_passes_with_local_ones(
     import urllib.error
 
     from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
-
-    from ds4d_ns.weights import missing_weights
+    from ds4d_ns.scripts.weights import missing_weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 

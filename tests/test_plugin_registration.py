@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -45,10 +46,10 @@ def test_cli_configs_have_help_for_every_field():
     from dataclasses import fields
 
     import tyro._docstrings as docstrings
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from nerfstudio.utils.rich_utils import CONSOLE  # noqa: F401  (tyro docstrings need the module source)
 
     from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from ds4d_ns.ds4d_model import Ds4dModelConfig
     from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
     from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
@@ -65,17 +66,23 @@ def test_cli_configs_have_help_for_every_field():
             assert docstrings.get_field_docstring(config, name, ()), f"{config.__name__}.{name} has no docstring"
 
 
-def test_every_subpackage_is_listed_for_installation():
-    """setuptools installs only the packages named in pyproject.toml: a missing one breaks non-editable installs."""
+def test_the_weights_check_runs_as_a_command():
+    """``python -m ds4d_ns.scripts.weights METHOD`` (the demo's check): a method needing no weights passes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ds4d_ns.scripts.weights", "ds4d-base-cpu"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "every pretrained model it needs is available" in done.stdout
+    unknown = subprocess.run([sys.executable, "-m", "ds4d_ns.scripts.weights", "nope"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and "usage" in unknown.stdout
+
+
+def test_the_library_does_not_import_the_method_configs():
+    """Configs sit on top: only commands (ds4d_ns.scripts) may import ds4d_ns.method_configs."""
     from pathlib import Path
 
-    import tomllib
-
-    root = Path(__file__).resolve().parents[1]
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {
-        ".".join(("ds4d_ns",) + init.parent.relative_to(root / "ds4d_ns").parts)
-        for init in (root / "ds4d_ns").rglob("__init__.py")
-    }
-    on_disk |= {f"ds4d_ns.{folder}" for folder in ("method_configs", "dataparsers")}
-    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+    package = Path(__file__).resolve().parents[1] / "ds4d_ns"
+    library = [path for path in package.rglob("*.py") if "scripts" not in path.relative_to(package).parts]
+    pattern = re.compile(r"^\s*(from|import) ds4d_ns\.method_configs", re.MULTILINE)
+    upward = [str(path.relative_to(package)) for path in library if pattern.search(path.read_text())]
+    assert not upward, f"library modules importing the method configs: {upward}"

@@ -264,10 +264,10 @@ def _import_config(source: Path, out: Path, views_dir: Path, **overrides) -> Pro
 def test_imported_pseudo_views_need_no_generator_and_keep_order_alpha_and_cameras(tmp_path: Path, monkeypatch):
     import json
 
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from PIL import Image
 
     from ds4d_ns import views
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from ds4d_ns.process import zero123plus
 
     monkeypatch.setattr(

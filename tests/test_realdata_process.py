@@ -59,9 +59,9 @@ def _config(source: Path, out: Path, views: Path, **overrides) -> ProcessConfig:
 
 
 def test_consistent4d_frames_keep_their_numeric_order(tmp_path: Path):
-    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from PIL import Image
 
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from ds4d_ns.process.framing import clip_crop, crop_rgba
 
     source = REALDATA / "consistent4d" / "blooming_rose"

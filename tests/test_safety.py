@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 
 from ds4d_ns.errors import UserError, report_user_error
 from ds4d_ns.io.checkpoints import CheckpointError, load_newest_checkpoint, save_checkpoint_atomic
 from ds4d_ns.io.output_folder import OutputFolderError, prepare_output_dir
 from ds4d_ns.io.writers import write_json_atomic, write_png_atomic
+from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from ds4d_ns.scripts import export, loading, render, viz
 from ds4d_ns.scripts.synth import SynthConfig
 from ds4d_ns.scripts.synth import main as synth_main

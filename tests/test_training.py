@@ -17,8 +17,8 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
-from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 
+from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from ds4d_ns.scripts.synth import SynthConfig
 from ds4d_ns.scripts.synth import main as synth_main
 

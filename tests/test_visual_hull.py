@@ -74,7 +74,6 @@ def test_an_empty_hull_is_an_error():
 
 def test_hull_of_a_synth_scene_overlaps_the_true_shape(tmp_path: Path):
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
-
     from ds4d_ns.scripts.synth import SynthConfig
     from ds4d_ns.scripts.synth import main as synth_main
     from ds4d_ns.synth.scenes import windmill

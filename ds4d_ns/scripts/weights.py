@@ -11,7 +11,7 @@ A model already in its cache (Hugging Face's or torch's) counts as available wit
 loaded, so the check costs nothing on a machine that has them; anything else is loaded (and so
 downloaded into the usual caches where the hub can be reached) the way training will load it.
 
-``python -m ds4d_ns.weights METHOD`` runs the same check for a method by name, prints what is
+``python -m ds4d_ns.scripts.weights METHOD`` runs the same check for a method by name, prints what is
 missing and exits 1 if anything is, 0 otherwise; the demo uses it to choose its method.
 """
 
@@ -149,7 +149,7 @@ def summarize_missing(missing: Sequence[MissingWeight], fallback: str) -> str:
     return (
         f"pretrained weights missing: {listed}. Download them once with internet access (they are cached), "
         f"turn those parts off with the flags above, or train `ns-train {fallback}`, which needs none "
-        "(`python -m ds4d_ns.weights METHOD` checks)."
+        "(`python -m ds4d_ns.scripts.weights METHOD` checks)."
     )
 
 
@@ -177,7 +177,7 @@ def main() -> None:
         if hasattr(spec, "config") and hasattr(spec.config, "method_name")
     }
     if len(sys.argv) != 2 or sys.argv[1] not in methods:
-        CONSOLE.print(f"usage: python -m ds4d_ns.weights METHOD, METHOD one of {escape(str(sorted(methods)))}")
+        CONSOLE.print(f"usage: python -m ds4d_ns.scripts.weights METHOD, METHOD one of {escape(str(sorted(methods)))}")
         sys.exit(2)
     missing = find_missing_weights(methods[sys.argv[1]].pipeline.model)
     for problem in missing:
