@@ -48,12 +48,22 @@ class Ds4dPipeline(VanillaPipeline):
     ) -> None:
         if test_mode != "val":
             super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+            self._share_schedule()
             return
         try:
             super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+            self._share_schedule()
             self._setup_training(device)
         except UserError as err:
             exit_with_user_error("ns-train", err)
+
+    def _share_schedule(self) -> None:
+        """The datamanager serves the middle frame for as long as the model's static stage lasts (its one source)."""
+        from ds4d_ns.data.datamanager import Ds4dDatamanager
+        from ds4d_ns.ds4d_model import Ds4dModel
+
+        if isinstance(self.datamanager, Ds4dDatamanager) and isinstance(self.model, Ds4dModel):
+            self.datamanager.static_stage_steps = self.model.config.static_stage_steps
 
     def _setup_training(self, device: str) -> None:
         from ds4d_ns.ds4d_model import Ds4dModel

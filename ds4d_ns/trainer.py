@@ -54,10 +54,18 @@ class Ds4dTrainerConfig(TrainerConfig):
 
     def save_config(self) -> None:
         """``ns-train`` saves the config first: settle the device, the run's name and the absolute data
-        path there (``ds4d_ns.run_setup``), so config.yml records what the run uses."""
+        path there (``ds4d_ns.run_setup``) and the step counts derived from the schedule's sources
+        (``ds4d_ns.schedule``), so config.yml records what the run uses. A schedule that contradicts
+        itself ends ``ns-train`` with one line and exit status 2."""
+        from ds4d_ns.errors import exit_on_user_error
         from ds4d_ns.run_setup import prepare_run
+        from ds4d_ns.schedule import settle_schedule
 
         prepare_run(self)
+        with exit_on_user_error("ns-train"):
+            change = settle_schedule(self)
+        if change:
+            CONSOLE.log(escape(change))
         super().save_config()
 
 

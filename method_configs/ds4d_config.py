@@ -37,6 +37,7 @@ from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.fields.tssf import FusionMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
+from ds4d_ns.schedule import TrainingSchedule
 from ds4d_ns.schedulers import LogLinearDecaySchedulerConfig
 from ds4d_ns.trainer import Ds4dTrainerConfig
 
@@ -59,6 +60,10 @@ def make_ds4d_config(
 ) -> Ds4dTrainerConfig:
     """Trainer configuration of a ds4d method.
 
+    Every step count (the stages, warm-up, densification stop, learning-rate decays, the run's length)
+    comes from ``static_steps`` and ``dynamic_steps`` through ``ds4d_ns.schedule.TrainingSchedule``; at
+    set-up the derived ones follow ``--max-num-iterations`` and ``--pipeline.model.static-stage-steps``.
+
     Args:
         method_name: CLI name of the method.
         static_steps: steps fitting the canonical Gaussians on the middle frame.
@@ -69,13 +74,14 @@ def make_ds4d_config(
         priors: the paper's generative priors: LPIPS (VGG) on pseudo views, and multi-view SDS with
             Zero123 on a GPU (on a CPU a Zero123 step takes seconds: SDS stays off there).
     """
-    total = static_steps + dynamic_steps
+    schedule = TrainingSchedule(static_steps, dynamic_steps)  # the one source of every step count below
+    total = schedule.total
     deformation_lr_scale = 2.0 if cpu else 1.0
     model = Ds4dModelConfig(
-        static_stage_steps=static_steps,
-        warmup_length=min(500, total // 10),
+        static_stage_steps=schedule.static_steps,
+        warmup_length=schedule.warmup_length,
         refine_every=100 if not cpu else 50,
-        stop_split_at=int(total * 6 / 7),
+        stop_split_at=schedule.stop_split_at,
         hexplane_resolution=64 if not cpu else 16,
         hexplane_multires=(1, 2) if not cpu else (1,),
         hexplane_features=32 if not cpu else 16,
@@ -88,7 +94,6 @@ def make_ds4d_config(
     )
     datamanager = Ds4dDatamanagerConfig(
         dataparser=Ds4dDataParserConfig(),
-        static_stage_steps=static_steps,
         cache_images_type="uint8",
         camera_res_scale_factor=1.0 if not cpu else 0.25,
     )

@@ -17,10 +17,10 @@ from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 def _datamanager(data: Path):
     from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
 
-    config = Ds4dDatamanagerConfig(
-        dataparser=Ds4dDataParserConfig(data=data), cache_images_type="uint8", static_stage_steps=5
-    )
-    return config.setup(device="cpu", test_mode="val")
+    config = Ds4dDatamanagerConfig(dataparser=Ds4dDataParserConfig(data=data), cache_images_type="uint8")
+    datamanager = config.setup(device="cpu", test_mode="val")
+    datamanager.static_stage_steps = 5  # as the pipeline hands over the model's
+    return datamanager
 
 
 def _tiny_model(datamanager):

@@ -44,8 +44,6 @@ class Ds4dDatamanagerConfig(FullImageDatamanagerConfig):
     """Serves all training views of one timestamp per step."""
 
     _target: Type = field(default_factory=lambda: Ds4dDatamanager)
-    static_stage_steps: int = 1000
-    """Steps at the start that serve only the middle frame (the canonical stage)."""
     frame_sampling_seed: int = 0
     """Seed of the shuffled order in which frames are served in the dynamic stage."""
     pseudo_views_per_step: Optional[int] = None
@@ -58,6 +56,9 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
     """Datamanager whose ``next_train`` returns a batch of cameras (all views at one time)."""
 
     config: Ds4dDatamanagerConfig
+    static_stage_steps: int = 0
+    """Steps at the start that serve only the middle frame: the model's ``static_stage_steps``, handed over
+    by the pipeline (``ds4d_ns.schedule``), so the data and the model change stage at the same step."""
 
     def __init__(self, config: Ds4dDatamanagerConfig, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
@@ -84,7 +85,7 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         return super()._load_images(split, cache_images_device)
 
     def _next_frame(self, step: int) -> int:
-        if step < self.config.static_stage_steps:
+        if step < self.static_stage_steps:
             return self.middle_frame
         if not self._frame_queue:
             self._frame_queue = sorted(self.views_of_frame)
@@ -95,7 +96,7 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         views = self.views_of_frame[frame]
         count = self.config.pseudo_views_per_step
         pseudo = [i for i in views if self._is_pseudo[i]]
-        if count is None or step < self.config.static_stage_steps or count >= len(pseudo):
+        if count is None or step < self.static_stage_steps or count >= len(pseudo):
             return views
         chosen = set(self._frame_rng.sample(pseudo, count))
         return [i for i in views if not self._is_pseudo[i] or i in chosen]
