@@ -48,3 +48,33 @@ def test_top_fraction_threshold_selects_the_requested_share():
     grads[:500] = 0.0
     assert int((grads > top_fraction_threshold(grads, counts, 0.1, floor=0.0)).sum()) == 50
     assert top_fraction_threshold(grads, counts, 0.1, floor=1e6) == 1e6
+
+
+def test_ping_pong_plays_forward_then_back_without_repeating_the_turning_frames():
+    from ds4d_ns.scripts.render import ping_pong
+
+    assert ping_pong([0, 1, 2, 3], 0) == [0, 1, 2, 3]
+    assert ping_pong([0, 1, 2, 3], 1) == [0, 1, 2, 3, 2, 1, 0]
+    assert ping_pong([0, 1, 2, 3], 2) == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    assert ping_pong([7], 3) == [7]
+
+
+def test_front_view_motion_separates_a_moving_render_from_a_static_one():
+    """The CPU-demo benchmark's motion measure: recall 1 when the render moves as the truth does, 0 when static."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_demo_motion.py"
+    spec = importlib.util.spec_from_file_location("cpu_demo_motion", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    truths = torch.ones(5, 16, 16, 3)
+    for t in range(5):  # a dark bar moving right by two pixels per frame
+        truths[t, 6:10, 2 * t : 2 * t + 3] = 0.0
+    moving = module.front_view_motion(truths.clone(), truths)
+    assert moving["motion_recall"] == 1.0 and moving["change_ratio"] == 1.0 and moving["psnr_moving"] > 90
+    static = module.front_view_motion(truths[2:3].expand(5, -1, -1, -1), truths)
+    assert static["motion_recall"] == 0.0 and static["change_ratio"] == 0.0
+    assert static["psnr_moving"] < moving["psnr_moving"]

@@ -217,7 +217,12 @@ def test_ds4d_render_writes_orbit_and_named_view_videos(trained_run: TrainedRun,
     named = RenderViews(load_config=trained_run.config_path, output_dir=tmp_path, resolution=32, num_times=4)
     paths = named.main()
     assert [p.name for p in paths] == ["front.mp4", "right.mp4", "back.mp4", "left.mp4"]
-    assert all(read_video_frames(p).shape == (4, 32, 32, 3) for p in paths)
+    # 4 times played forward and back twice (0 1 2 3 2 1, twice, then 0): 13 frames
+    assert all(read_video_frames(p).shape == (13, 32, 32, 3) for p in paths)
+    once = RenderViews(
+        load_config=trained_run.config_path, output_dir=tmp_path, resolution=32, num_times=4, loops=0
+    ).main()
+    assert all(read_video_frames(p).shape == (4, 32, 32, 3) for p in once)
 
 
 def test_ns_render_camera_path_honours_render_time(trained_run: TrainedRun, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -71,8 +71,16 @@ class _RenderOptions:
         if not self.radius > 0.0:
             raise UserError(f"--radius must be positive, got {self.radius}")
 
-    def _write(self, job: str, names: List[str], poses: Dict[str, List[Tuple[float, float]]]) -> List[Path]:
-        """Check the run and the folder, load the model, render each named video (atomically)."""
+    def _write(
+        self,
+        job: str,
+        names: List[str],
+        poses: Dict[str, List[Tuple[float, float]]],
+        playback: Callable[[List[np.ndarray]], List[np.ndarray]] = list,
+    ) -> List[Path]:
+        """Check the run and the folder, load the model, render each named video (atomically).
+
+        ``playback`` orders the rendered frames into the video (each pose is rendered once)."""
         run = resolve_run(self.load_config)
         check_checkpoint_folder(run.checkpoint_dir)
         settings = {**{k: v for k, v in vars(self).items() if k != "force"}, "load_config": str(self.load_config)}
@@ -93,7 +101,8 @@ class _RenderOptions:
         with output:  # replaces this job's previous videos here, and only those
             for name in names:
                 path = self.output_dir / name
-                write_video_atomic(path, _render(model, self, poses[name], Path(name).stem), fps=self.fps)
+                frames = playback(list(_render(model, self, poses[name], Path(name).stem)))
+                write_video_atomic(path, frames, fps=self.fps)
                 CONSOLE.log(f"wrote {escape(str(path))}")
                 written.append(path)
         return written
@@ -127,16 +136,30 @@ class RenderViews(_RenderOptions):
     """Time steps sampled uniformly over [0, 1]."""
     view_names: Tuple[str, ...] = ("front", "right", "back", "left")
     """Which named views to render (front, right, back, left)."""
+    fps: int = 12
+    """Frames per second: slow enough to follow a short clip (30 time steps play in 2.5 s)."""
+    loops: int = 2
+    """Times the clip plays in each video, forward then backward (so the loop has no jump); 0 plays it once forward."""
 
     def main(self) -> List[Path]:
         self._check()
         require_at_least("--num-times", self.num_times)
+        if self.loops < 0:
+            raise UserError(f"--loops must be 0 (once forward) or more, got {self.loops}")
         unknown = [name for name in self.view_names if name not in NAMED_AZIMUTHS]
         if unknown or not self.view_names:
             raise UserError(f"--view-names: unknown {unknown}; choose from {list(NAMED_AZIMUTHS)}")
         times = np.linspace(0.0, 1.0, self.num_times).tolist()
         poses = {f"{name}.mp4": [(NAMED_AZIMUTHS[name], t) for t in times] for name in dict.fromkeys(self.view_names)}
-        return self._write("views", list(poses), poses)
+        return self._write("views", list(poses), poses, lambda frames: ping_pong(frames, self.loops))
+
+
+def ping_pong(frames: List[np.ndarray], loops: int) -> List[np.ndarray]:
+    """``frames`` forward then backward, ``loops`` times (the turning frames once each); 0: forward once."""
+    if loops == 0 or len(frames) < 2:
+        return list(frames)
+    cycle = list(frames) + list(frames[-2:0:-1])
+    return cycle * loops + [frames[0]]
 
 
 @torch.no_grad()
