@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional, Tuple, Type, Union
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float
@@ -52,6 +52,7 @@ from ds4d_ns.features.dsfd import ReferenceMode
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
 from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
+from ds4d_ns.options import FeatureMode, ReductionMode, SamplingPoints, WeightsMode
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
@@ -100,7 +101,7 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     """Fraction of Gaussians grown at each refinement, by accumulated gradient (DS4D, STAG4D)."""
     random_init_radius: float = 0.5
     """Radius of the ball sampled for random initial Gaussians when the data has no seed points."""
-    frame_features: Literal["none", "frame", "dsfd"] = "none"
+    frame_features: FeatureMode = "none"
     """Per-Gaussian frame features fed to the deformation MLP: none (the 4D-GS baseline), DINOv2 frame
     features without decoupling (ablation D), or DSFD's decoupled features (dynamic part + frame feature)."""
     feature_fusion: FusionMode = "da"
@@ -108,13 +109,13 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     mean (F), ga (TSSF global-aware, G) or da (TSSF distance-aware, H, the paper's best)."""
     feature_dim: int = 32
     """Channels of the point feature after reduction (half dynamic, half frame feature with DSFD)."""
-    feature_reduction: Literal["pca", "linear"] = "pca"
+    feature_reduction: ReductionMode = "pca"
     """Channel reduction of the frame features: PCA fitted once on the dataset's features, or a
     linear layer learnt with TSSF (keeps full-width maps in memory and in checkpoints)."""
     dsfd_reference: ReferenceMode = "middle+mean"
     """DSFD reference per view and patch: average of the middle frame's and the mean feature (the
     paper combines the two without saying how), or either alone."""
-    feature_sampling_points: Literal["canonical", "deformed"] = "canonical"
+    feature_sampling_points: SamplingPoints = "canonical"
     """Where features are sampled: at the canonical centres, or at the centres deformed to the step's
     time (a first, gradient-free deformation pass; about one more MLP evaluation per step)."""
     feature_extractor: FrameFeatureExtractorConfig = field(default_factory=FrameFeatureExtractorConfig)
@@ -122,7 +123,7 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     lpips_loss_weight: float = 0.0
     """Weight of LPIPS (VGG) between renders and pseudo views (the paper uses 1.0; its VGG16 weights
     are downloaded on first use). 0 turns the loss off."""
-    lpips_backbone: Literal["pretrained", "random-init"] = "pretrained"
+    lpips_backbone: WeightsMode = "pretrained"
     """VGG weights of the LPIPS loss; random-init is for tests and timing only."""
     sds_weight: float = 0.0
     """Weight of multi-view SDS with Zero123 (lambda_1 of the paper, which uses 1.0); 0 turns it off."""

@@ -25,8 +25,6 @@ configuration classes (the heavy parts load when a model is built).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.plugins.types import MethodSpecification
@@ -36,6 +34,7 @@ from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.fields.tssf import FusionMode
+from ds4d_ns.options import FeatureMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
 from ds4d_ns.schedule import TrainingSchedule
 from ds4d_ns.schedulers import LogLinearDecaySchedulerConfig
@@ -54,7 +53,7 @@ def make_ds4d_config(
     static_steps: int = 1000,
     dynamic_steps: int = 6000,
     cpu: bool = False,
-    frame_features: Literal["none", "frame", "dsfd"] = "dsfd",
+    frame_features: FeatureMode = "dsfd",
     fusion: FusionMode = "da",
     priors: bool = True,
 ) -> Ds4dTrainerConfig:

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Literal, Optional
+from typing import Dict, Optional
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from ds4d_ns.errors import WeightsUnavailable
-
-WeightsMode = Literal["pretrained", "random-init"]
+from ds4d_ns.options import WeightsMode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

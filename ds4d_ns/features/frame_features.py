@@ -13,7 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -28,9 +28,7 @@ from ds4d_ns.features import dsfd
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig, load_backbone, patch_features, preprocess
 from ds4d_ns.features.pca import fit_pca
 from ds4d_ns.io.atomic import atomic_output
-
-FeatureMode = Literal["none", "frame", "dsfd"]
-ReductionMode = Literal["pca", "linear"]
+from ds4d_ns.options import FeatureMode, ReductionMode
 
 CACHE_FORMAT_VERSION = 1
 """Bumped whenever the cached content changes meaning, so stale caches are ignored."""

@@ -20,7 +20,7 @@ our delta elevation; its azimuth turns the same way as ours (counter-clockwise s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Literal, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance import sds
 from ds4d_ns.guidance.sds import TimestepSchedule
+from ds4d_ns.options import WeightsMode
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -101,7 +102,7 @@ class Zero123GuidanceConfig:
     model_id: str = "ashawkey/zero123-xl-diffusers"
     """Hugging Face id or local folder in the diffusers layout (unet, vae, image_encoder,
     clip_camera_projection, scheduler subfolders)."""
-    weights: Literal["pretrained", "random-init"] = "pretrained"
+    weights: WeightsMode = "pretrained"
     """``pretrained`` loads the weights; ``random-init`` builds the architecture with random weights
     (timing benchmarks only: its gradients are noise)."""
     guidance_scale: float = 5.0

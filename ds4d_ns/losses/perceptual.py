@@ -9,13 +9,12 @@ for tests only.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from ds4d_ns.errors import WeightsUnavailable
+from ds4d_ns.options import WeightsMode
 
 VGG16_WEIGHTS_NAME = "torchvision VGG16 ImageNet weights (vgg16-397923af.pth)"
 
@@ -24,7 +23,7 @@ class PerceptualWeightsUnavailable(WeightsUnavailable):
     """The LPIPS backbone weights could not be loaded."""
 
 
-def build_lpips_vgg(backbone: Literal["pretrained", "random-init"] = "pretrained") -> torch.nn.Module:
+def build_lpips_vgg(backbone: WeightsMode = "pretrained") -> torch.nn.Module:
     """Frozen LPIPS with a VGG backbone, inputs in [-1, 1].
 
     Raises:

@@ -30,6 +30,7 @@ from ds4d_ns import views
 from ds4d_ns.data.dataset_format import PLY_NAME, DatasetView, image_path, middle_frame, view_layout, write_dataset
 from ds4d_ns.io.output_folder import prepare_output_dir
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic
+from ds4d_ns.options import Zero123PlusRelease
 from ds4d_ns.process.fingerprint import describe_changes, fingerprints
 from ds4d_ns.process.frames import InputError, read_clip
 from ds4d_ns.process.framing import clip_crop, crop_rgba
@@ -76,7 +77,7 @@ class ProcessConfig:
     pseudo_views: Optional[Path] = None
     """Import existing pseudo views instead of running Zero123++: a folder with, per frame (natural
     order), one 3x2 grid image as Zero123++ returns it or a folder of six tiles in the release's order."""
-    pseudo_release: Optional[Literal["v1.1", "v1.2"]] = None
+    pseudo_release: Optional[Zero123PlusRelease] = None
     """Zero123++ release that made --pseudo-views (their cameras); required with --pseudo-views."""
     zero123plus: Annotated[Zero123PlusConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=Zero123PlusConfig)
     """Pseudo-view generator: release, steps, guidance, seed, temporal anchor (flags without prefix:

@@ -63,6 +63,7 @@ from torch import Tensor
 
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance.zero123 import CLIP_MEAN, CLIP_STD, STABLE_DIFFUSION_VAE
+from ds4d_ns.options import WeightsMode, Zero123PlusRelease
 
 LATENT_SHIFT, LATENT_SCALE = 0.22, 0.75
 """Zero123++ latents are ``(vae_latent * vae_scaling - 0.22) * 0.75``."""
@@ -163,12 +164,12 @@ class PseudoViewWeightsUnavailable(WeightsUnavailable):
 class Zero123PlusConfig:
     """Zero123++ release, sampling, noise and temporal anchoring."""
 
-    version: Literal["v1.2", "v1.1"] = "v1.2"
+    version: Zero123PlusRelease = "v1.2"
     """Release: v1.2 (fov 30, elevations 20/-10, normalised object size) or v1.1 (the input's framing,
     elevations 30/-20; what STAG4D and DS4D use); cameras in ds4d_ns.views."""
     model_id: Optional[str] = None
     """Hugging Face id or local folder in the release's layout; None uses sudo-ai's id for the version."""
-    weights: Literal["pretrained", "random-init"] = "pretrained"
+    weights: WeightsMode = "pretrained"
     """random-init builds the published architecture with random weights (timing only)."""
     num_inference_steps: int = 75
     """Denoising steps (Zero123++ recommends 28 to 75)."""

@@ -1,0 +1,20 @@
+"""Choices that several configurations and functions share, named once as ``Literal`` aliases.
+
+A choice used by one module only is defined there (``FusionMode`` in ``fields/tssf.py``,
+``ReferenceMode`` in ``features/dsfd.py``, ``Role`` in ``data/dataset_format.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+FeatureMode = Literal["none", "frame", "dsfd"]
+"""Frame features fed to the deformation: none, DINOv2 frame features, or DSFD's decoupled features."""
+ReductionMode = Literal["pca", "linear"]
+"""Channel reduction of the frame features: PCA fitted once, or a learnt linear layer."""
+SamplingPoints = Literal["canonical", "deformed"]
+"""Where frame features are sampled: the canonical Gaussian centres or the centres deformed to the step's time."""
+WeightsMode = Literal["pretrained", "random-init"]
+"""Weights of a pretrained network: the published ones, or random ones (tests and timing only)."""
+Zero123PlusRelease = Literal["v1.2", "v1.1"]
+"""Zero123++ release: sets the pseudo views' camera layout (``ds4d_ns.views``)."""
