@@ -5,6 +5,7 @@ weights, loaded through the same flags (``--clip-model``, ``--vgg16``, ``--i3d``
 from __future__ import annotations
 
 import csv
+import fractions
 import json
 import shutil
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from ds4d_ns.errors import UserError
 from ds4d_ns.evaluation import fvd as fvd_module
 from ds4d_ns.evaluation.metrics import (
     ClipSimilarity,
@@ -269,6 +271,10 @@ def test_i3d_weights_missing_or_wrong_are_named(tmp_path, monkeypatch):
     monkeypatch.setattr(fvd_module, "default_i3d_path", lambda: None)
     with pytest.raises(MetricUnavailable, match="--i3d PATH"):
         fvd_module.load_i3d(None)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"weights": fractions.Fraction(1, 3)}, pickled)  # any object: unpickling it could run code
+    with pytest.raises(UserError, match="pickled.pt: not a PyTorch weights file"):
+        fvd_module.load_i3d(pickled)
     wrong = tmp_path / "not_i3d.pt"
     torch.save({"weight": torch.zeros(2)}, wrong)
     with pytest.raises(Exception, match="not_i3d.pt: not the 400-class I3D"):
@@ -486,6 +492,23 @@ def test_model_renders_every_eval_view_at_every_frame_time_and_scores_it(trained
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 16 and {row["view"] for row in rows} == set(NAMES)
     assert np.mean([float(r["psnr"]) for r in rows]) == pytest.approx(report["means"]["psnr"], rel=1e-6)
+
+
+def test_model_renders_are_those_of_the_named_view_and_time(trained_run):
+    from ds4d_ns.evaluation.videos import read_dataset_eval_views
+    from ds4d_ns.rendering.orbit_cameras import orbit_cameras
+    from ds4d_ns.scripts.loading import load_trained_model
+
+    model, _, run = load_trained_model(trained_run)
+    evaluation = read_dataset_eval_views(run.dataset, 32)
+    rendered = eval_script.render_eval_views(model, evaluation, 32)
+    assert rendered.frames.shape == (4, 4, 32, 32, 3) and rendered.names == NAMES
+    with torch.no_grad():
+        outputs = model.get_outputs(orbit_cameras([15.0], [2 / 3], resolution=32).to(model.device))
+    on_white = outputs["rgb"] + (1 - outputs["accumulation"]) * (1 - outputs["background"].view(-1)[:3])
+    expected = (on_white[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    assert np.abs(rendered.frames[1, 2].astype(int) - expected.astype(int)).max() <= 1  # eval_1: azimuth 15, t 2/3
+    assert np.abs(rendered.frames[2, 2].astype(int) - expected.astype(int)).max() > 1
 
 
 def test_model_scores_against_another_dataset_and_refuses_one_without_eval_views(trained_run, tmp_path):

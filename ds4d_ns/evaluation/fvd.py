@@ -18,7 +18,7 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from ds4d_ns.errors import UserError
-from ds4d_ns.evaluation.metrics import MetricUnavailable, first_line
+from ds4d_ns.evaluation.metrics import MetricUnavailable, check_state_dict, first_line
 from ds4d_ns.evaluation.protocol import FVD_CLIP_LENGTH, I3D_INPUT_SIZE
 
 I3D_CHECKPOINT = "i3d_pretrained_400.pt"
@@ -85,12 +85,10 @@ def load_i3d(path: Optional[Path], device: Union[str, torch.device] = "cpu") -> 
             f"FVD needs the 400-class I3D weights ({I3D_CHECKPOINT}, a PyTorch state dict; no package registry "
             "has them: the Consistent4D and cd-fvd repositories link them); pass them with --i3d PATH"
         )
-    if not path.is_file():
-        raise UserError(f"--i3d {path}: no such file (the 400-class I3D weights, {I3D_CHECKPOINT})")
+    check_state_dict(path, "--i3d", f"the 400-class I3D weights, {I3D_CHECKPOINT}")
     from cdfvd.third_party.i3d.utils import load_i3d_model
 
     try:
-        # cd-fvd loads with torch.load's default, weights_only=True since torch 2.6: nothing but tensors runs
         return load_i3d_model(torch.device(device), str(path)).eval()
     except Exception as err:  # noqa: BLE001 -- unpickling and load_state_dict fail in many types on a wrong file
         raise UserError(f"--i3d {path}: not the 400-class I3D state dict {I3D_CHECKPOINT} ({first_line(err)})") from err

@@ -77,11 +77,12 @@ def ssim(prediction: Float[Tensor, "t h w 3"], target: Float[Tensor, "t h w 3"])
 
 
 # ------------------------------------------------------------------------------------- LPIPS (VGG)
-def _check_state_dict(path: Path, flag: str, what: str) -> None:
+def check_state_dict(path: Path, flag: str, what: str) -> None:
     """Refuse a weights file that is missing or holds anything but tensors (``torch.load(weights_only=True)``).
 
-    Libraries that load these files themselves with ``weights_only=False`` are only given files that
-    passed this check, so a crafted pickle never runs.
+    Libraries that load these files themselves (torch-fidelity with ``weights_only=False``, cd-fvd with
+    torch's default, which is that too before torch 2.6) are only given files that passed this check, so a
+    crafted pickle never runs.
     """
     if not path.is_file():
         raise UserError(f"{flag} {path}: no such file ({what})")
@@ -130,7 +131,7 @@ class LpipsVgg:
             return LearnedPerceptualImagePatchSimilarity(net_type="vgg", reduction="mean", normalize=False)
 
         if vgg16 is not None:
-            _check_state_dict(Path(vgg16), "--vgg16", f"torchvision's ImageNet VGG16 weights, {VGG16_CHECKPOINT}")
+            check_state_dict(Path(vgg16), "--vgg16", f"torchvision's ImageNet VGG16 weights, {VGG16_CHECKPOINT}")
             try:
                 with _torch_hub_holding(Path(vgg16), VGG16_CHECKPOINT):
                     metric = build()
@@ -263,7 +264,7 @@ class FidVid:
         if feature is not None:
             return cls(FrechetInceptionDistance(feature=feature).to(device))
         if inception is not None:
-            _check_state_dict(Path(inception), "--inception", f"torch-fidelity's FID Inception, {INCEPTION_CHECKPOINT}")
+            check_state_dict(Path(inception), "--inception", f"torch-fidelity's FID Inception, {INCEPTION_CHECKPOINT}")
             try:
                 metric = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(inception))
             except (RuntimeError, KeyError) as err:
