@@ -3,15 +3,16 @@
 What is scored (every choice below is the published one unless marked *ours*):
 
 * **Views.** Four held-out cameras at azimuths -75, 15, 105 and 195 degrees, elevation 0, radius 2,
-  vertical field of view 49.1 degrees, the input camera at azimuth 0 (``ds4d_ns.views``; Consistent4D
-  paper, arXiv 2311.02848, Sec. 4.1, and its test set). Views are named ``eval_0`` .. ``eval_3`` as in
+  vertical field of view 49.1 degrees, the input camera at azimuth 0 (``ds4d_ns.views``; the Consistent4D
+  paper, arXiv 2311.02848, and its test set). Views are named ``eval_0`` .. ``eval_3`` as in
   the public scripts' folders (``<object>/eval_<i>/<frame>.png``). Consistent4D scores 32 frames;
   STAG4D scored 30: the number of frames and views actually scored is part of every result (*ours*).
 * **Images.** 512 x 512 on a white background: RGBA frames are composited over white, then every
   frame (prediction and ground truth alike) is resized to 512 x 512 with PIL's bicubic filter, as
   ``evaluation/compute_image_level_metrics.py`` of github.com/yanqinJiang/Consistent4D does
-  (``Image.resize((512, 512))``). That script whitens only pixels of alpha exactly 0; here alpha is
-  blended (``rgb * a + 255 * (1 - a)``), which is the same on binary masks and right on soft edges (*ours*).
+  (``Image.resize((512, 512))``). That script's loader has an RGBA option that whitens only the pixels of
+  alpha exactly 0 (its callers pass RGB images); here alpha is blended (``rgb * a + 255 * (1 - a)``), the
+  same on binary masks and right on soft edges (*ours*).
 * **CLIP.** Cosine similarity of the image embeddings of ``openai/clip-vit-base-patch32`` (transformers,
   ``CLIPImageProcessor`` then the projected image embedding, i.e. ``CLIPModel.get_image_features``),
   prediction against ground truth, per frame (the same script).

@@ -293,6 +293,9 @@ def score_views(
             unavailable["psnr_moving"] = (
                 f"no pixel of the ground truth changes by more than --moving-threshold {options.moving_threshold}"
             )
+    for metric in METRICS:
+        if means[metric] is None and metric not in unavailable:
+            unavailable[metric] = "not computed: no network was given for it"
     rows = []
     for v, name in enumerate(target.names):
         for t in range(num_frames):
