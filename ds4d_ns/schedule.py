@@ -9,7 +9,7 @@ pipeline hands it over), so the two cannot drift apart.
 
 At ``ns-train`` set-up (:func:`settle_schedule`), derived values still as a schedule made them follow
 a changed source (``--max-num-iterations 2000`` shortens everything); a derived value set on its own
-that disagrees with the sources, or sources that leave no dynamic stage, stop the run with a
+that disagrees with the sources, or a negative length, stops the run with a
 :class:`ds4d_ns.errors.UserError` naming the flags.
 """
 
@@ -78,12 +78,13 @@ def settle_schedule(config) -> Optional[str]:
     """
     model = config.pipeline.model
     static, total = model.static_stage_steps, config.max_num_iterations
-    if not 0 <= static < total:
+    if static < 0 or total < 1:
         raise UserError(
-            f"--pipeline.model.static-stage-steps {static} leaves no dynamic stage in a run of "
-            f"--max-num-iterations {total}: the static stage must be shorter than the run"
+            f"--pipeline.model.static-stage-steps {static} and --max-num-iterations {total}: the static stage "
+            "takes 0 or more steps and the run at least 1"
         )
-    wanted = TrainingSchedule(static, total - static)
+    # a run shorter than the static stage (a smoke test) trains the canonical Gaussians only
+    wanted = TrainingSchedule(min(static, total), total - min(static, total))
     decay = _decay_steps(config)
     current = (model.warmup_length, model.stop_split_at, decay)
     if current == (wanted.warmup_length, wanted.stop_split_at, [total] * len(decay)):
@@ -102,6 +103,7 @@ def settle_schedule(config) -> Optional[str]:
         if entry.get("scheduler") is not None and hasattr(entry["scheduler"], "max_steps"):
             entry["scheduler"].max_steps = total
     return (
-        f"schedule: {static} static + {total - static} dynamic steps (warm-up {wanted.warmup_length}, "
-        f"densification until {wanted.stop_split_at}, learning rates decay over {total} steps)"
+        f"schedule: {wanted.static_steps} static + {wanted.dynamic_steps} dynamic steps "
+        f"(warm-up {wanted.warmup_length}, densification until {wanted.stop_split_at}, "
+        f"learning rates decay over {total} steps)"
     )

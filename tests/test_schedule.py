@@ -46,6 +46,10 @@ def test_a_shorter_run_shortens_every_derived_step_count():
     assert (model.warmup_length, model.stop_split_at) == (expected.warmup_length, expected.stop_split_at)
     assert note is not None and "100 static + 250 dynamic" in note
 
+    config.max_num_iterations = 2  # a smoke run, shorter than the static stage: the canonical Gaussians only
+    assert "2 static + 0 dynamic" in settle_schedule(config)
+    assert (config.pipeline.model.warmup_length, config.pipeline.model.stop_split_at, _decays(config)) == (0, 1, {2})
+
 
 @pytest.mark.parametrize(
     "change, flag",
@@ -53,7 +57,7 @@ def test_a_shorter_run_shortens_every_derived_step_count():
         (lambda c: setattr(c.pipeline.model, "warmup_length", 10), "--pipeline.model.warmup-length"),
         (lambda c: setattr(c.pipeline.model, "stop_split_at", 10), "--pipeline.model.stop-split-at"),
         (lambda c: setattr(c.optimizers["means"]["scheduler"], "max_steps", 10), "max-steps"),
-        (lambda c: setattr(c.pipeline.model, "static_stage_steps", 7000), "--pipeline.model.static-stage-steps 7000"),
+        (lambda c: setattr(c.pipeline.model, "static_stage_steps", -1), "--pipeline.model.static-stage-steps -1"),
     ],
 )
 def test_a_value_set_apart_from_the_schedule_is_a_user_error_naming_the_flag(change, flag):
