@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from ds4d_ns.data.dataset_format import ROLE_CODES
 from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from ds4d_ns.scripts.synth import SynthConfig
 from ds4d_ns.scripts.synth import main as synth_main
@@ -314,11 +315,31 @@ def test_lpips_and_sds_train_and_stay_finite(scene, tiny_dinov2, tiny_zero123, t
     assert torch.isfinite(model.means).all() and not torch.equal(model.means.detach(), canonical[: len(model.means)])
 
 
+def test_cpu_steps_serve_the_input_and_one_random_pseudo_view_after_the_static_stage(scene, tiny_dinov2, tmp_path):
+    config = small_config(scene, tmp_path, tiny_dinov2, 2, 40, "views-per-step", frame_features="none")
+    assert config.pipeline.datamanager.pseudo_views_per_step == 1  # the CPU configurations' setting
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    datamanager = trainer.pipeline.datamanager
+    input_code, pseudo_code = ROLE_CODES["input"], ROLE_CODES["pseudo"]
+    static_roles = datamanager.next_train(0)[1]["role"].tolist()
+    assert static_roles.count(input_code) == 1 and static_roles.count(pseudo_code) == 6  # every view
+    served = set()
+    for step in range(2, 42):
+        cameras, batch = datamanager.next_train(step)
+        roles = batch["role"].tolist()
+        assert sorted(roles) == [input_code, pseudo_code] and len(cameras) == 2
+        assert len(set(cameras.times.view(-1).tolist())) == 1  # one time per step
+        served.update(int(i) for i, role in zip(batch["image_idx"], roles) if role == pseudo_code)
+    assert len(served) > 6  # over the steps, pseudo views of many frames and cameras are drawn
+
+
 def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tmp_path, monkeypatch):
     config = small_config(scene, tmp_path, tiny_dinov2, 0, 1, "sds-grad", frame_features="none")
     config.pipeline.model.sds_weight = 1.0
     config.pipeline.model.sds.model_id = str(tiny_zero123)
     config.pipeline.model.sds.resolution = 16
+    config.pipeline.datamanager.pseudo_views_per_step = None  # the layout check below needs every pseudo view
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     model = trainer.pipeline.model
