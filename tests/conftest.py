@@ -56,6 +56,31 @@ def fake_dataset(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(autouse=True)
+def fresh_nerfstudio_event_writers():
+    """Forget nerfstudio's event writers after each test.
+
+    nerfstudio keeps them in module globals and every trainer set-up appends more; a writer of an
+    earlier training (its log folder since deleted, or relative to a folder the test has left) would
+    then fail every later training in the same process at its first flush.
+    """
+    yield
+    import sys
+
+    writer = sys.modules.get("nerfstudio.utils.writer")
+    if writer is None:
+        return
+    for event_writer in writer.EVENT_WRITERS:
+        tensorboard = getattr(event_writer, "tb_writer", None)
+        if tensorboard is not None:
+            try:
+                tensorboard.close()
+            except OSError:
+                pass  # its folder is gone: nothing left to flush
+    writer.EVENT_WRITERS.clear()
+    writer.EVENT_STORAGE.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_feature_cache(tmp_path_factory) -> Path:
     """Frame-feature caches of the tests go to a temporary folder, never the user's cache."""
