@@ -46,7 +46,7 @@ from rich.markup import escape
 from torch import Tensor
 from torch.nn import Parameter
 
-from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, middle_time
+from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, frame_time, middle_time
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.dsfd import ReferenceMode
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
@@ -54,6 +54,7 @@ from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
 from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
 from ds4d_ns.options import FeatureMode, ReductionMode, SamplingPoints, WeightsMode
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
+from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
 
@@ -140,6 +141,13 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     """Seed of the SDS view sampling."""
     sds: Zero123GuidanceConfig = field(default_factory=Zero123GuidanceConfig)
     """Zero123 model, guidance scale, timestep schedule and render resolution of SDS."""
+    playback_cache: PlaybackMode = "frames"
+    """Outside training (viewer, ds4d-render, ns-render, ds4d-eval), reuse deformed Gaussians: "frames"
+    deforms each frame time once and blends the two neighbouring frames in between (linear means and
+    log-scales, normalised lerp of rotations; frame times render exactly as without a cache, times between
+    differ slightly from deforming at that time), "exact" caches each time rendered (identical images, but
+    every new time deforms), "off" deforms at every render. Default "frames": the field is fitted only at
+    frame times and this makes any time a blend, not a deformation."""
     eval_lpips: bool = True
     """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
     # Splatfacto fields whose defaults suit object-centric 4D generation better:
@@ -201,6 +209,7 @@ class Ds4dModel(SplatfactoModel):
         self._priors = _TrainingPriors()
         self._sds_rng = random.Random(self.config.sds_seed)
         self._step_geometry: Optional[Tuple[int, float, DeformedGaussians]] = None
+        self._playback = PlaybackCache()
         # Splatfacto's parents read these; the camera optimizer is always "off" here.
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -368,6 +377,25 @@ class Ds4dModel(SplatfactoModel):
         features = self.point_features(points, time).features
         return self.deformation(self.means, self.quats, self.scales, time, features)
 
+    def frame_times(self) -> Optional[List[float]]:
+        """Times of the training clip's frames, increasing; None when the frame count is unknown."""
+        num_frames = self._num_frames()
+        return None if num_frames is None else [frame_time(i, num_frames) for i in range(num_frames)]
+
+    def playback_geometry(self, time: float) -> DeformedGaussians:
+        """Geometry at ``time`` through the playback cache (``config.playback_cache``); training never
+        uses the cache, since its parameters change every step and it needs gradients."""
+        if self.training:
+            return self.gaussians_at(time)
+        state = parameter_state([*self.parameters(), *self.buffers()])
+        return self._playback.geometry(time, self.config.playback_cache, self.frame_times(), state, self.gaussians_at)
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        # Training changes the parameters at every step: drop the playback geometry (and its memory).
+        if mode:
+            self._playback.clear()
+        return super().train(mode)
+
     def _get_background_color(self) -> Tensor:
         # Random backgrounds in training keep splats from explaining the background; evaluation
         # composites over white, as the Consistent4D protocol does.
@@ -396,7 +424,7 @@ class Ds4dModel(SplatfactoModel):
     def _render_at_time(
         self, camera: Cameras, time: float, densify: bool = True, geometry: Optional[DeformedGaussians] = None
     ) -> Dict[str, Tensor]:
-        gaussians = self.gaussians_at(time) if geometry is None else geometry
+        gaussians = self.playback_geometry(time) if geometry is None else geometry
         if self.training:
             # the step's SDS render reuses this deformation (same Gaussians, same time) instead of redoing it
             self._step_geometry = (self.step, time, gaussians)
