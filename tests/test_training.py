@@ -233,13 +233,13 @@ def test_ns_render_camera_path_honours_render_time(trained_run: TrainedRun, tmp_
     from ds4d_ns.ds4d_model import Ds4dModel
 
     requested_times: List[float] = []
-    gaussians_at = Ds4dModel.gaussians_at
+    playback_geometry = Ds4dModel.playback_geometry  # the render's time, before the playback cache
 
     def spy(self, time):
         requested_times.append(round(float(time), 6))
-        return gaussians_at(self, time)
+        return playback_geometry(self, time)
 
-    monkeypatch.setattr(Ds4dModel, "gaussians_at", spy)
+    monkeypatch.setattr(Ds4dModel, "playback_geometry", spy)
     c2w = np.eye(4)
     c2w[:3] = views.orbit_c2w(views.input_view()).numpy()
     frame = {"camera_to_world": c2w.reshape(-1).tolist(), "fov": views.INPUT_FOVY_DEG, "aspect": 1.0}
