@@ -385,7 +385,7 @@ class Ds4dModel(SplatfactoModel):
     def playback_geometry(self, time: float) -> DeformedGaussians:
         """Geometry at ``time`` through the playback cache (``config.playback_cache``); training never
         uses the cache, since its parameters change every step and it needs gradients."""
-        if self.training:
+        if self.training or self.config.playback_cache == "off":
             return self.gaussians_at(time)
         state = parameter_state([*self.parameters(), *self.buffers()])
         return self._playback.geometry(time, self.config.playback_cache, self.frame_times(), state, self.gaussians_at)
