@@ -81,8 +81,8 @@ def eval_psnr_dynamic_region(pipeline, threshold: float = 0.05, dilate_px: int =
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scene, schedule and method options shared by the training benchmarks."""
     parser.add_argument("--scene", default="windmill")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--resolution", type=int, default=256)
@@ -90,7 +90,6 @@ def main() -> None:
     parser.add_argument("--static-steps", type=int, default=1000)
     parser.add_argument("--dynamic-steps", type=int, default=6000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ds4d-bench"))
-    parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--tag", default="default", help="name of this variant in the results")
     parser.add_argument(
         "--model-set", action="append", default=[], metavar="FIELD=VALUE", help="override a Ds4dModelConfig field"
@@ -107,13 +106,13 @@ def main() -> None:
         default="off",
         help="LPIPS (VGG) + Zero123 SDS; random-init builds full-size networks with random weights (timing only)",
     )
-    args = parser.parse_args()
 
-    import gsplat
-    import nerfstudio
-    import torch
+
+def build_trainer(args: argparse.Namespace):
+    """Synthesise the scene (cached in ``--workdir``) and set up the trainer as ``ns-train`` does.
+
+    Returns the trainer and the seconds the synthesis took."""
     from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
-
     from ds4d_ns.scripts.synth import SynthConfig
     from ds4d_ns.scripts.synth import main as synth_main
 
@@ -164,6 +163,20 @@ def main() -> None:
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
+    return trainer, synth_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_recipe_arguments(parser)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+
+    import gsplat
+    import nerfstudio
+    import torch
+
+    trainer, synth_seconds = build_trainer(args)
     step_ms: list = []
     train_iteration = trainer.train_iteration
 
