@@ -159,6 +159,11 @@ def build_trainer(args: argparse.Namespace):
         optimizer = config.optimizers[group]
         optimizer["optimizer"].lr *= args.deformation_lr_scale
         optimizer["scheduler"].lr_final *= args.deformation_lr_scale
+    import torch
+
+    if not torch.cuda.is_available():  # the profiler's CPU smoke run
+        config.machine.device_type = "cpu"
+        config.pipeline.datamanager.cache_images = "cpu"
     config.set_timestamp()
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
