@@ -1,31 +1,42 @@
-"""``ds4d-export``: one Gaussian-splat PLY per time step.
+"""``ds4d-export``: the trained 4D asset as a numbered sequence of Gaussian-splat files.
 
-``ns-export gaussian-splat`` writes the canonical Gaussians and ignores time. This command
-deforms them to each time step and writes the layout that standard splat viewers read (the
-3D Gaussian Splatting PLY: position, zero normals, ``f_dc_*``, ``f_rest_*`` channel-major,
-logit opacity, log scales, unit quaternions wxyz), one file per step, plus a ``times.json``
-mapping files to times. Files are written atomically, so a viewer never sees half a frame. It
-needs only the run's checkpoint (the dataset is read, when found, for its frame count). A rerun
-replaces its previous export whole; it never writes over or deletes a file it did not write.
+``ns-export gaussian-splat`` writes the canonical Gaussians and ignores time. This command deforms
+them to each time step and writes, into its output folder::
+
+    ply/frame_0000.ply ...   one standard 3D Gaussian Splatting PLY per frame (the folder holds
+                             nothing else, so it can be dropped on SuperSplat as an animation)
+    spz/frame_0000.spz ...   the same frames in Niantic's compressed SPZ format (with --spz)
+    manifest.json            frame times, counts, per-frame and overall bounds, file names,
+                             formats and the run the frames came from; written last
+    times.json               the frame times alone, in the layout of earlier versions
+    ds4d_export.json         the files this command wrote (``ds4d_ns.io.output_folder``)
+
+Every file is written atomically, so a viewer never sees half a frame. It needs only the run's
+checkpoint (the dataset is read, when found, for its frame count). A rerun replaces its previous
+export whole; it never writes over or deletes a file it did not write. From Python, call
+:func:`export_sequence`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
 import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 from rich.progress import track
 
+import ds4d_ns
 from ds4d_ns.data.dataset_format import TRANSFORMS_NAME
 from ds4d_ns.errors import UserError, exit_on_user_error
-from ds4d_ns.io.atomic import atomic_output
+from ds4d_ns.exporting.manifest import frame_file_name, sequence_manifest
+from ds4d_ns.exporting.ply import splat_ply_property_names, write_splat_ply_atomic
+from ds4d_ns.exporting.splat_frame import splat_frame_from_model
+from ds4d_ns.exporting.spz import SPZ_VERSION, require_spz_writer, write_spz_atomic
 from ds4d_ns.io.checkpoints import CheckpointError, check_checkpoint_folder, checkpoint_files, load_checkpoint_file
 from ds4d_ns.io.output_folder import prepare_output_dir
 from ds4d_ns.io.writers import write_json_atomic
@@ -34,99 +45,147 @@ from ds4d_ns.scripts.loading import RunFolder, load_trained_model, require_at_le
 TOOL = "ds4d-export"
 MANIFEST_NAME = "ds4d_export.json"
 """Lists the files this command wrote in its output folder (see ``ds4d_ns.io.output_folder``)."""
+SEQUENCE_MANIFEST_NAME = "manifest.json"
+"""Describes the exported sequence (see ``ds4d_ns.exporting.manifest``)."""
 TIMES_NAME = "times.json"
-
-
-def gaussian_ply_fields(model, time: float) -> Dict[str, np.ndarray]:
-    """The splat PLY's vertex properties of ``model`` deformed to ``time``, in file order."""
-    geometry = model.gaussians_at(time)
-    num = geometry.means.shape[0]
-    fields: Dict[str, np.ndarray] = {}
-    means = geometry.means.detach().cpu().numpy()
-    for axis, name in enumerate("xyz"):
-        fields[name] = means[:, axis]
-    for name in ("nx", "ny", "nz"):
-        fields[name] = np.zeros(num, dtype=np.float32)
-    shs_0 = model.shs_0.detach().cpu().numpy().reshape(num, -1)
-    for i in range(shs_0.shape[1]):
-        fields[f"f_dc_{i}"] = shs_0[:, i]
-    # [N, K, 3] -> [N, 3, K] flattened: all red coefficients, then green, then blue
-    shs_rest = model.shs_rest.detach().transpose(1, 2).reshape(num, -1).cpu().numpy()
-    for i in range(shs_rest.shape[1]):
-        fields[f"f_rest_{i}"] = shs_rest[:, i]
-    fields["opacity"] = model.opacities.detach().cpu().numpy().reshape(num)
-    scales = geometry.scales.detach().cpu().numpy()
-    for i in range(3):
-        fields[f"scale_{i}"] = scales[:, i]
-    quats = torch.nn.functional.normalize(geometry.quats.detach(), dim=-1).cpu().numpy()
-    for i in range(4):
-        fields[f"rot_{i}"] = quats[:, i]
-    finite = np.all(np.stack([np.isfinite(v) for v in fields.values()]), axis=0)
-    return {name: values[finite].astype(np.float32) for name, values in fields.items()}
-
-
-def write_gaussian_ply_atomic(path: Path, fields: Dict[str, np.ndarray]) -> None:
-    """Binary little-endian PLY with one float property per entry of ``fields``."""
-    from plyfile import PlyData, PlyElement
-
-    vertices = np.empty(len(next(iter(fields.values()))), dtype=[(name, "f4") for name in fields])
-    for name, values in fields.items():
-        vertices[name] = values
-    with atomic_output(path) as tmp:
-        PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(tmp)
+"""Frame times only, kept for readers of earlier versions; ``manifest.json`` holds the same and more."""
+PLY_FOLDER = "ply"
+SPZ_FOLDER = "spz"
 
 
 @dataclass
 class ExportGaussianSequence:
-    """Export a trained ds4d run as one Gaussian-splat PLY per time step."""
+    """Export a trained ds4d run as a numbered sequence of Gaussian-splat files (PLY, optionally SPZ)."""
 
     load_config: Path
     """config.yml of a trained ds4d run."""
     output_dir: Path
-    """Folder to write ``frame_XXXX.ply`` and ``times.json`` into (created if missing). It must be new, empty
-    or an earlier export (whose files are replaced whole); --force writes beside other files, never over them."""
+    """Folder to write ``ply/frame_XXXX.ply``, ``manifest.json`` and ``times.json`` into (created if missing). It
+    must be new, empty or an earlier export (whose files are replaced whole); --force writes beside other files,
+    never over them."""
     num_times: Optional[int] = None
     """Time steps sampled uniformly over [0, 1] (at least 1); None exports one per training frame."""
+    spz: bool = False
+    """Also write each frame as SPZ (Niantic's compressed splat format, about 10x smaller) into ``spz/``; needs
+    the gsply package (``pip install gsply``)."""
     force: bool = False
     """Write into a folder holding files ds4d-export did not write (they are left alone)."""
 
     def main(self) -> List[Path]:
-        # every check before the model is loaded: flags, config, checkpoint, output folder
-        require_at_least("--num-times", self.num_times)
-        run = resolve_run(self.load_config)
-        check_checkpoint_folder(run.checkpoint_dir)
-        settings = {"load_config": str(self.load_config), "num_times": self.num_times}
-        output = prepare_output_dir(
-            self.output_dir,
-            MANIFEST_NAME,
-            settings,
-            self.force,
-            TOOL,
-            job="splats",
-            inputs=(run.config_path, run.checkpoint_dir, run.dataset),
-            resumable=False,
+        """Run the export; returns the PLY files, in frame order (see :func:`export_sequence` for the rest)."""
+        return export_sequence(self).ply_files
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_sequence` wrote."""
+
+    output_dir: Path
+    """The export folder."""
+    manifest: Path
+    """Its ``manifest.json``."""
+    times: List[float]
+    """Each frame's time in [0, 1]."""
+    ply_files: List[Path]
+    """One PLY per frame, in frame order."""
+    spz_files: List[Path] = field(default_factory=list)
+    """One SPZ per frame, in frame order (empty without ``spz``)."""
+
+
+def export_sequence(config: ExportGaussianSequence) -> ExportResult:
+    """Write the Gaussians of a trained ds4d run at each time step as a numbered splat sequence.
+
+    Every check (flags, run config, checkpoint, output folder, SPZ writer) comes before the model is
+    loaded. Safe to call in-process (from ``ds4d-batch``): problems with the inputs raise
+    :class:`ds4d_ns.errors.UserError` (or a subclass) instead of exiting.
+
+    Args:
+        config: what to export and where; ``config.output_dir`` gets ``ply/frame_XXXX.ply`` (and
+            ``spz/frame_XXXX.spz`` with ``config.spz``), ``manifest.json`` and ``times.json``.
+
+    Returns:
+        The written files and the frame times.
+
+    Raises:
+        UserError: a bad flag, run folder, checkpoint or output folder, or ``spz`` without gsply.
+    """
+    require_at_least("--num-times", config.num_times)
+    run = resolve_run(config.load_config)
+    check_checkpoint_folder(run.checkpoint_dir)
+    if config.spz:
+        require_spz_writer()
+    settings = {"load_config": str(config.load_config), "num_times": config.num_times, "spz": config.spz}
+    output = prepare_output_dir(
+        config.output_dir,
+        MANIFEST_NAME,
+        settings,
+        config.force,
+        TOOL,
+        job="splats",
+        inputs=(run.config_path, run.checkpoint_dir, run.dataset),
+        resumable=False,
+    )
+    num_times = config.num_times or _training_frame_count(run)
+    times = np.linspace(0.0, 1.0, num_times).tolist() if num_times > 1 else [0.5]
+    formats = {"ply": PLY_FOLDER, **({"spz": SPZ_FOLDER} if config.spz else {})}
+    files: Dict[str, List[str]] = {
+        kind: [f"{folder}/{frame_file_name(i, num_times, kind)}" for i in range(num_times)]
+        for kind, folder in formats.items()
+    }
+    output.check_can_write([*(rel for paths in files.values() for rel in paths), SEQUENCE_MANIFEST_NAME, TIMES_NAME])
+    model, step, _ = load_trained_model(run)
+    # the newest checkpoint that loaded (a damaged newer one is skipped by the loader)
+    checkpoint = next((path.name for s, path in checkpoint_files(run.checkpoint_dir) if s == step), None)
+    out = Path(config.output_dir)
+    counts, bounds, sh_degree = [], [], int(model.config.sh_degree)
+    with output:  # replaces this command's previous files here, and only those
+        for index in track(range(num_times), description="exporting Gaussians"):
+            frame = splat_frame_from_model(model, times[index])
+            finite = frame.finite_rows()
+            if not finite.all():
+                CONSOLE.log(f"[yellow]frame {index}: {int((~finite).sum())} Gaussians with non-finite values left out")
+                frame = frame.select(finite)
+            write_splat_ply_atomic(out / files["ply"][index], frame)
+            if config.spz:
+                write_spz_atomic(out / files["spz"][index], frame)
+            counts.append(frame.num_gaussians)
+            bounds.append(frame.bounds())
+        write_json_atomic(
+            out / TIMES_NAME,
+            {
+                "source_config": str(config.load_config),
+                "checkpoint_step": step,
+                "frames": [{"file_path": path, "time": time} for path, time in zip(files["ply"], times)],
+            },
         )
-        num_times = self.num_times or _training_frame_count(run)
-        names = [f"frame_{index:04d}.ply" for index in range(num_times)] + [TIMES_NAME]
-        output.check_can_write(names)
-        model, step, _ = load_trained_model(run)
-        times = np.linspace(0.0, 1.0, num_times).tolist() if num_times > 1 else [0.5]
-        written = []
-        with output, torch.no_grad():  # replaces this command's previous files here, and only those
-            for name, time in track(list(zip(names, times)), description="exporting Gaussians"):
-                path = self.output_dir / name
-                write_gaussian_ply_atomic(path, gaussian_ply_fields(model, time))
-                written.append(path)
-            write_json_atomic(
-                self.output_dir / TIMES_NAME,
-                {
-                    "source_config": str(self.load_config),
-                    "checkpoint_step": step,
-                    "frames": [{"file_path": p.name, "time": t} for p, t in zip(written, times)],
-                },
-            )
-        CONSOLE.log(f"wrote {len(written)} Gaussian PLY files to {escape(str(self.output_dir))}")
-        return written
+        manifest = sequence_manifest(
+            times=times,
+            files=files,
+            num_gaussians=counts,
+            bounds=bounds,
+            ply_properties=splat_ply_property_names(sh_degree),
+            sh_degree=sh_degree,
+            spz_version=SPZ_VERSION if config.spz else None,
+            source={
+                "config": str(run.config_path.resolve()),
+                "method": run.config.method_name,
+                "experiment": run.config.experiment_name,
+                "timestamp": str(run.config.timestamp),
+                "checkpoint": checkpoint,
+                "checkpoint_step": step,
+            },
+            generator={"tool": TOOL, "package": "ds4d-ns", "version": ds4d_ns.__version__},
+        )
+        # written last: a folder with a manifest.json holds a complete sequence
+        write_json_atomic(out / SEQUENCE_MANIFEST_NAME, manifest)
+    CONSOLE.log(f"wrote {num_times} Gaussian splat frames to {escape(str(out))}")
+    return ExportResult(
+        output_dir=out,
+        manifest=out / SEQUENCE_MANIFEST_NAME,
+        times=times,
+        ply_files=[out / rel for rel in files["ply"]],
+        spz_files=[out / rel for rel in files.get("spz", [])],
+    )
 
 
 def _training_frame_count(run: RunFolder) -> int:
@@ -156,7 +215,7 @@ def entrypoint() -> None:
     tyro.extras.set_accent_color("bright_yellow")
     config = tyro.cli(ExportGaussianSequence)
     with exit_on_user_error(TOOL):
-        config.main()
+        export_sequence(config)
 
 
 if __name__ == "__main__":
