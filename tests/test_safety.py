@@ -207,7 +207,7 @@ def test_a_command_error_is_one_line_with_exit_status_2(tmp_path):
 
 def test_a_real_config_loads_with_the_restricted_loader(tmp_path):
     config = loading.read_run_config(saved_run(tmp_path))
-    assert config.pipeline.model.frame_features == "dsfd" and isinstance(config.output_dir, Path)
+    assert config.pipeline.datamanager.frame_features.mode == "dsfd" and isinstance(config.output_dir, Path)
     assert config.pipeline.datamanager.data == tmp_path / "data"
     assert config.optimizers["means"]["optimizer"]._target is torch.optim.Adam
 
@@ -446,16 +446,18 @@ def test_export_replaces_its_previous_output_whole_and_keeps_the_users_files(tra
     with pytest.raises(OutputFolderError, match="holds notes.txt"):
         _export(trained, out, num_times=2)
     assert len(_export(trained, out, num_times=2, force=True)) == 2
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "ds4d_export.json",
-        "frame_0000.ply",
-        "frame_0001.ply",
+        "manifest.json",
         "notes.txt",
+        "ply",
+        "ply/frame_0000.ply",
+        "ply/frame_0001.ply",
         "times.json",
     ]
     assert [f["file_path"] for f in json.loads((out / "times.json").read_text())["frames"]] == [
-        "frame_0000.ply",
-        "frame_0001.ply",
+        "ply/frame_0000.ply",
+        "ply/frame_0001.ply",
     ]
     assert notes.read_text() == "the user's own file"
 
