@@ -139,3 +139,41 @@ def test_fresh_hexplane_time_regularisers_are_zero():
     terms = field.regularisers()
     assert terms["time_l1"].item() == 0.0 and terms["time_smoothness"].item() == 0.0
     assert terms["plane_tv"].item() > 0.0  # spatial planes start random
+
+
+def test_hexplane_sampling_equals_nerfstudio_kplanes_forward_and_gradients():
+    """The grouped sampling is K-Planes' product: same values and same gradients for points and planes."""
+    torch.manual_seed(3)
+    field = HexPlaneField(AABB, spatial_resolution=6, time_resolution=5, multires=(1, 2), feature_dim=4)
+    with torch.no_grad():  # time planes start at 1 (no motion): make them vary so the test can fail
+        for grid in field.grids:
+            for i in TIME_PLANES:
+                grid.plane_coefs[i].uniform_(0.5, 1.5)
+    positions = (torch.rand(50, 3) * 2.4 - 1.2).requires_grad_(True)  # some outside the box (clamped)
+    times = torch.rand(50, 1)
+    ours = field(positions, times)
+    coords = normalize_xyzt(positions, times, AABB)
+    reference = torch.cat([grid(coords) for grid in field.grids], dim=-1)  # Nerfstudio's KPlanesEncoding.forward
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    weights = torch.randn_like(ours)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), [positions, *field.parameters()])
+    reference_grads = torch.autograd.grad((reference * weights).sum(), [positions, *field.parameters()])
+    for mine, theirs in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_stacked_regularisers_equal_the_sum_over_planes():
+    torch.manual_seed(4)
+    field = HexPlaneField(AABB, spatial_resolution=5, time_resolution=6, multires=(1, 2), feature_dim=3)
+    with torch.no_grad():
+        for grid in field.grids:
+            for plane in grid.plane_coefs:
+                plane.uniform_(0.0, 2.0)
+    regularisers = field.regularisers()
+    planes = [grid.plane_coefs for grid in field.grids]
+    expected_tv = sum(plane_total_variation(p[i]) for p in planes for i in SPATIAL_PLANES)
+    expected_smooth = sum(time_smoothness(p[i]) for p in planes for i in TIME_PLANES)
+    expected_l1 = sum(time_planes_l1(p[i]) for p in planes for i in TIME_PLANES)
+    torch.testing.assert_close(regularisers["plane_tv"], expected_tv)
+    torch.testing.assert_close(regularisers["time_smoothness"], expected_smooth)
+    torch.testing.assert_close(regularisers["time_l1"], expected_l1)

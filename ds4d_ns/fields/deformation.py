@@ -88,7 +88,10 @@ class DeformationField(nn.Module):
                 f"extra_features must have shape ({means.shape[0]}, {self.extra_feature_dim}), "
                 f"got {tuple(extra_features.shape)}"
             )
-        times = torch.as_tensor(time, dtype=means.dtype, device=means.device).reshape(1, 1).expand(means.shape[0], 1)
+        if isinstance(time, Tensor):
+            times = time.to(means).reshape(1, 1).expand(means.shape[0], 1)
+        else:  # filled on the device: a Python number copied there would make the host wait for the GPU
+            times = means.new_full((means.shape[0], 1), float(time))
         features = self.hexplane(means, times)
         if extra_features is not None:
             features = torch.cat([features, extra_features], dim=-1)

@@ -1,9 +1,17 @@
 """HexPlane: a multi-resolution 4D feature grid factorised into six planes (4D-GS, K-Planes).
 
-Each scale is Nerfstudio's :class:`KPlanesEncoding` on (x, y, z, t): three spatial planes
-(xy, xz, yz) and three space-time planes (xt, yt, zt), combined by a Hadamard product. Scales
-multiply the spatial resolution only (time keeps its resolution, about half the frame count) and
-their features are concatenated, as in 4D-GS.
+Each scale holds the planes of Nerfstudio's :class:`KPlanesEncoding` on (x, y, z, t): three
+spatial planes (xy, xz, yz) and three space-time planes (xt, yt, zt), combined by a Hadamard
+product. Scales multiply the spatial resolution only (time keeps its resolution, about half the
+frame count) and their features are concatenated, as in 4D-GS.
+
+The planes are stored as ``KPlanesEncoding`` parameters (checkpoint names and initialisation are
+Nerfstudio's) but sampled here: the three spatial planes share a shape, as do the three time planes,
+so each group is one batched ``grid_sample``, and every plane's coordinates come from one gather.
+Nerfstudio's forward samples the six planes one by one, each with an index of a Python list, which
+copies the index to the GPU and waits for it: twelve host synchronisations and some sixty more small
+kernels per training step at two scales (``benchmarks/profile_step.py``). The result is the same
+product (``tests/test_fields.py`` checks it against ``KPlanesEncoding.forward``).
 
 Coordinates: positions are normalised from the scene's axis-aligned box and times from [0, 1],
 both to [-1, 1], in :func:`normalize_xyzt` and nowhere else. A 4D-GS bug fed times in [0, 1] to a
@@ -15,6 +23,7 @@ from __future__ import annotations
 from typing import Dict, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.field_components.encodings import KPlanesEncoding
 from torch import Tensor, nn
@@ -23,6 +32,9 @@ SPATIAL_PLANES: Tuple[int, ...] = (0, 1, 3)
 """Indices of the xy, xz, yz planes in ``KPlanesEncoding.plane_coefs`` for 4D input."""
 TIME_PLANES: Tuple[int, ...] = (2, 4, 5)
 """Indices of the xt, yt, zt planes; their time axis is dimension -2 of each plane tensor."""
+PLANE_AXES: Tuple[Tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+"""(x-axis, y-axis) of the ``grid_sample`` coordinates of SPATIAL_PLANES then TIME_PLANES, in that
+order (``KPlanesEncoding`` stores plane (i, j) as ``[channels, resolution[j], resolution[i]]``)."""
 
 
 def normalize_xyzt(
@@ -39,28 +51,43 @@ def normalize_xyzt(
     return torch.cat([xyz, t], dim=-1).clamp(-1.0, 1.0)
 
 
-def plane_total_variation(plane: Float[Tensor, "channels height width"]) -> Float[Tensor, ""]:
-    """Mean squared difference between neighbouring texels along both plane axes."""
-    d_height = plane[:, 1:, :] - plane[:, :-1, :]
-    d_width = plane[:, :, 1:] - plane[:, :, :-1]
-    return d_height.square().mean() + d_width.square().mean()
+def plane_total_variation(plane: Float[Tensor, "*planes channels height width"]) -> Float[Tensor, "*planes"]:
+    """Mean squared difference between neighbouring texels along both plane axes (per plane)."""
+    d_height = plane[..., 1:, :] - plane[..., :-1, :]
+    d_width = plane[..., :, 1:] - plane[..., :, :-1]
+    return d_height.square().mean(dim=(-3, -2, -1)) + d_width.square().mean(dim=(-3, -2, -1))
 
 
-def time_smoothness(plane: Float[Tensor, "channels time space"]) -> Float[Tensor, ""]:
+def time_smoothness(plane: Float[Tensor, "*planes channels time space"]) -> Float[Tensor, "*planes"]:
     """Mean squared second difference along the time axis (penalises acceleration, not motion).
 
     Zero for planes with fewer than three time texels, which have no second difference.
     """
-    if plane.shape[1] < 3:
-        return plane.new_zeros(())
-    first = plane[:, 1:, :] - plane[:, :-1, :]
-    second = first[:, 1:, :] - first[:, :-1, :]
-    return second.square().mean()
+    if plane.shape[-2] < 3:
+        return plane.new_zeros(plane.shape[:-3])
+    first = plane[..., 1:, :] - plane[..., :-1, :]
+    second = first[..., 1:, :] - first[..., :-1, :]
+    return second.square().mean(dim=(-3, -2, -1))
 
 
-def time_planes_l1(plane: Float[Tensor, "channels time space"]) -> Float[Tensor, ""]:
+def time_planes_l1(plane: Float[Tensor, "*planes channels time space"]) -> Float[Tensor, "*planes"]:
     """Mean absolute distance of a space-time plane from 1, the product's identity (no motion)."""
-    return (1.0 - plane).abs().mean()
+    return (1.0 - plane).abs().mean(dim=(-3, -2, -1))
+
+
+def sample_plane_product(
+    spatial_planes: Float[Tensor, "3 channels res res"],
+    time_planes: Float[Tensor, "3 channels time res"],
+    plane_coords: Float[Tensor, "6 n 2"],
+) -> Float[Tensor, "n channels"]:
+    """Product of the six planes' bilinear samples (border padding, corners aligned, as K-Planes).
+
+    ``plane_coords`` are the points' coordinates in [-1, 1] on each plane, in ``PLANE_AXES`` order."""
+    spatial = F.grid_sample(spatial_planes, plane_coords[:3, None], align_corners=True, padding_mode="border")
+    temporal = F.grid_sample(time_planes, plane_coords[3:, None], align_corners=True, padding_mode="border")
+    xy, xz, yz = spatial[:, :, 0].unbind(0)  # each [channels, n]
+    xt, yt, zt = temporal[:, :, 0].unbind(0)
+    return (xy * xz * yz * xt * yt * zt).T
 
 
 class HexPlaneField(nn.Module):
@@ -97,6 +124,8 @@ class HexPlaneField(nn.Module):
             for m in multires
         )
         self.feature_dim = feature_dim
+        # not saved: checkpoints keep Nerfstudio's parameter names only
+        self.register_buffer("plane_axes", torch.tensor(PLANE_AXES), persistent=False)
 
     def get_out_dim(self) -> int:
         """Number of output channels."""
@@ -109,14 +138,20 @@ class HexPlaneField(nn.Module):
         if times.shape != (positions.shape[0], 1):
             raise ValueError(f"times must have shape ({positions.shape[0]}, 1), got {tuple(times.shape)}")
         coords = normalize_xyzt(positions, times, self.aabb)
-        return torch.cat([grid(coords) for grid in self.grids], dim=-1)
+        plane_coords = coords[:, self.plane_axes].transpose(0, 1)  # [6, n, 2], one gather for all planes
+        return torch.cat([sample_plane_product(*self._stacked_planes(grid), plane_coords) for grid in self.grids], -1)
+
+    @staticmethod
+    def _stacked_planes(grid: KPlanesEncoding) -> Tuple[Tensor, Tensor]:
+        planes = grid.plane_coefs
+        return torch.stack([planes[i] for i in SPATIAL_PLANES]), torch.stack([planes[i] for i in TIME_PLANES])
 
     def regularisers(self) -> Dict[str, Float[Tensor, ""]]:
         """The 4D-GS grid regularisers summed over scales (unweighted)."""
-        plane_tv = time_smooth = time_l1 = 0.0
+        plane_tv, time_smooth, time_l1 = [], [], []
         for grid in self.grids:
-            planes = grid.plane_coefs
-            plane_tv = plane_tv + sum(plane_total_variation(planes[i]) for i in SPATIAL_PLANES)
-            time_smooth = time_smooth + sum(time_smoothness(planes[i]) for i in TIME_PLANES)
-            time_l1 = time_l1 + sum(time_planes_l1(planes[i]) for i in TIME_PLANES)
-        return {"plane_tv": plane_tv, "time_smoothness": time_smooth, "time_l1": time_l1}
+            spatial, temporal = self._stacked_planes(grid)  # each group's planes share a shape
+            plane_tv.append(plane_total_variation(spatial).sum())
+            time_smooth.append(time_smoothness(temporal).sum())
+            time_l1.append(time_planes_l1(temporal).sum())
+        return {"plane_tv": sum(plane_tv), "time_smoothness": sum(time_smooth), "time_l1": sum(time_l1)}

@@ -16,8 +16,8 @@ def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Fl
     """Invert OpenGL camera-to-world matrices into OpenCV world-to-camera matrices."""
     if camera_to_worlds.ndim != 3 or camera_to_worlds.shape[1:] != (3, 4):
         raise ValueError(f"camera_to_worlds must have shape (c, 3, 4), got {tuple(camera_to_worlds.shape)}")
-    flip = torch.tensor([1.0, -1.0, -1.0], device=camera_to_worlds.device, dtype=camera_to_worlds.dtype)
-    rotation = camera_to_worlds[:, :3, :3] * flip  # OpenGL -> OpenCV axes: negate camera y and z
+    # OpenGL -> OpenCV axes: negate camera y and z (no constant tensor: copying one to the GPU syncs)
+    rotation = torch.cat([camera_to_worlds[:, :3, :1], -camera_to_worlds[:, :3, 1:3]], dim=-1)
     translation = camera_to_worlds[:, :3, 3:4]
     rotation_inv = rotation.transpose(1, 2)
     viewmats = torch.zeros(
