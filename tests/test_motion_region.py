@@ -71,3 +71,28 @@ def test_regions_are_per_view_and_composited_on_white():
     assert not regions[0].any()
     assert regions[1][2, 0] and regions[1][2, 2] and not regions[1][5, 5]
     assert composite_on_white(still)[0, 0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_datamanager_serves_each_view_its_moving_region(fake_dataset):
+    from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
+
+    config = make_ds4d_config(method_name="ds4d-base-cpu", static_steps=1, dynamic_steps=4, cpu=True, priors=False)
+    config.pipeline.datamanager.dataparser.data = fake_dataset(frames=3)
+    datamanager = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
+    datamanager.static_stage_steps = 1
+    cameras = datamanager.train_dataset.cameras
+    for step in range(1, 4):
+        _, batch = datamanager.next_train(step)
+        masks = batch["motion_mask"]
+        assert masks.dtype == torch.bool and masks.shape == batch["image"].shape[:3]
+        for mask, image_idx in zip(masks, batch["image_idx"].tolist()):
+            same_view = [
+                i
+                for i in range(len(cameras))
+                if int(cameras.metadata["view_index"][i]) == int(cameras.metadata["view_index"][image_idx])
+                and int(cameras.metadata["role"][i]) == int(cameras.metadata["role"][image_idx])
+            ]
+            frames = torch.stack([composite_on_white(datamanager.cached_train[i]["image"]) for i in same_view])
+            assert torch.equal(mask, moving_region(frames))
+    eval_entry = datamanager.fixed_indices_eval_dataloader[0][1]
+    assert eval_entry["motion_mask"].shape == eval_entry["image"].shape[:2]

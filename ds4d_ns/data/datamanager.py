@@ -19,6 +19,7 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
+from torch import Tensor
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, canonical_frame, decode_roles
 
@@ -73,6 +74,7 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         """The frame the static stage serves."""
         self._frame_rng = random.Random(config.frame_sampling_seed)
         self._frame_queue: List[int] = []
+        self._frame_batches: Dict[Tuple[int, ...], Tuple[Cameras, Dict[str, Tensor]]] = {}
         roles = decode_roles(cameras.metadata.get("role"), len(frame_of_image))
         self._is_pseudo = (roles == ROLE_CODES["pseudo"]).tolist()
 
@@ -82,7 +84,25 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         # "gpu" caching means "on self.device", the CPU: the same images, nothing pinned.
         if torch.device(self.device).type != "cuda":
             cache_images_device = "gpu"
-        return super()._load_images(split, cache_images_device)
+        cached = super()._load_images(split, cache_images_device)
+        self._add_motion_masks(cached, self.train_dataset if split == "train" else self.eval_dataset)
+        return cached
+
+    @staticmethod
+    def _add_motion_masks(cached: List[Dict], dataset: InputDataset) -> None:
+        """Give each cached image the moving region of its view (``ds4d_ns.evaluation.motion_region``):
+        the pixels on which the model's ``psnr_moving`` is measured, for training and eval views."""
+        from ds4d_ns.evaluation.motion_region import moving_regions_by_view
+
+        metadata = dataset.cameras.metadata or {}
+        if not cached or "view_index" not in metadata:
+            return
+        # a view is its role and its index within the role (the input view and pseudo view 0 differ)
+        roles = decode_roles(metadata.get("role"), len(cached)).tolist()
+        views = [role * 1000 + int(index) for role, index in zip(roles, metadata["view_index"].view(-1).tolist())]
+        regions = moving_regions_by_view([entry["image"] for entry in cached], views)
+        for entry, view in zip(cached, views):
+            entry["motion_mask"] = regions[view]
 
     def _next_frame(self, step: int) -> int:
         if step < self.static_stage_steps:
@@ -101,13 +121,29 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         chosen = set(self._frame_rng.sample(pseudo, count))
         return [i for i in views if not self._is_pseudo[i] or i in chosen]
 
+    def _gather_views(self, image_indices: Tuple[int, ...]) -> Tuple[Cameras, Dict[str, Tensor]]:
+        """Cameras, images, roles and moving regions of some training images, on the device."""
+        cameras = self.train_dataset.cameras[torch.tensor(image_indices)].to(self.device)
+        tensors = {
+            "image": torch.stack([self.cached_train[i]["image"] for i in image_indices]).to(self.device),
+            "role": decode_roles((cameras.metadata or {}).get("role"), len(image_indices)).to(self.device),
+        }
+        if "motion_mask" in self.cached_train[image_indices[0]]:
+            tensors["motion_mask"] = torch.stack([self.cached_train[i]["motion_mask"] for i in image_indices])
+        return cameras, tensors
+
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         """All training views of one frame: cameras of shape ``[V]`` and images ``[V, H, W, C]``."""
-        image_indices = self._views_served(self._next_frame(step), step)
-        images = torch.stack([self.cached_train[i]["image"] for i in image_indices]).to(self.device)
-        cameras = self.train_dataset.cameras[torch.tensor(image_indices)].to(self.device)
-        roles = decode_roles((cameras.metadata or {}).get("role"), len(image_indices)).to(self.device)
-        batch = {"image": images, "image_idx": torch.tensor(image_indices), "role": roles}
+        image_indices = tuple(self._views_served(self._next_frame(step), step))
+        if self.config.pseudo_views_per_step is None or step < self.static_stage_steps:
+            # Every view of a frame: the same few batches all along, gathered once. Copying cameras
+            # and indices to the GPU at each step made the host wait for it some twenty times a step.
+            if image_indices not in self._frame_batches:
+                self._frame_batches[image_indices] = self._gather_views(image_indices)
+            cameras, tensors = self._frame_batches[image_indices]
+        else:
+            cameras, tensors = self._gather_views(image_indices)
+        batch: Dict = {**tensors, "image_idx": torch.tensor(image_indices)}
         # The generative priors condition on the views of this time and need their poses.
         batch["camera_to_worlds"] = cameras.camera_to_worlds
         batch["time"] = cameras.times.view(-1)[0] if cameras.times is not None else None
