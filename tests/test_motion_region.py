@@ -74,11 +74,11 @@ def test_regions_are_per_view_and_composited_on_white():
 
 
 def test_the_datamanager_serves_each_view_its_moving_region(fake_dataset):
-    from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
+    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 
-    config = make_ds4d_config(method_name="ds4d-base-cpu", static_steps=1, dynamic_steps=4, cpu=True, priors=False)
-    config.pipeline.datamanager.dataparser.data = fake_dataset(frames=3)
-    datamanager = config.pipeline.datamanager.setup(device="cpu", test_mode="val")
+    config = Ds4dDatamanagerConfig(dataparser=Ds4dDataParserConfig(data=fake_dataset(frames=3)))
+    datamanager = config.setup(device="cpu", test_mode="val")
     datamanager.static_stage_steps = 1
     cameras = datamanager.train_dataset.cameras
     for step in range(1, 4):
