@@ -27,7 +27,7 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from ds4d_ns.data.dataset_format import REQUIRED_FRAME_KEYS, ROLE_CODES, ROLES, TRANSFORMS_NAME
+from ds4d_ns.data.dataset_format import REQUIRED_FRAME_KEYS, ROLE_CODES, ROLES, TRAINING_ROLES, TRANSFORMS_NAME, Role
 from ds4d_ns.data.images import ImageReadError, decode_image
 from ds4d_ns.errors import UserError
 
@@ -66,7 +66,7 @@ class _Frame:
     image_path: Path
     mask_path: Optional[Path]
     c2w: np.ndarray
-    role: str
+    role: Role
     view_index: int
     frame_index: int
     time: float
@@ -199,8 +199,9 @@ class Ds4dDataParser(DataParser):
 
     # ----------------------------------------------------------------------------- outputs
     def _split_frames(self, frames: List[_Frame], split: str) -> List[_Frame]:
+        roles: Tuple[Role, ...]
         if split == "train":
-            roles = ("input", "pseudo")
+            roles = TRAINING_ROLES
         elif any(f.role == "eval" for f in frames):
             roles = ("eval",)
         else:

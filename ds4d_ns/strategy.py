@@ -8,7 +8,7 @@ pruning, opacity reset); only the threshold changes, computed at each refinement
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
@@ -35,7 +35,8 @@ class TopFractionStrategy(DefaultStrategy):
     def _grow_gs(self, params, optimizers, state: Dict[str, Any], step: int) -> Tuple[int, int]:
         mean_grads = state["grad2d"] / state["count"].clamp_min(1)
         threshold = top_fraction_threshold(mean_grads, state["count"], self.grow_top_fraction, self.grow_grad2d)
-        # ``grow_grad2d`` acts as the floor, so a converged model stops growing.
-        return DefaultStrategy._grow_gs(
-            dataclasses.replace(self, grow_grad2d=threshold), params, optimizers, state, step
-        )
+        # ``grow_grad2d`` acts as the floor, so a converged model stops growing. A copy with the
+        # threshold set (not ``dataclasses.replace``, whose field check cannot see untyped gsplat's fields).
+        thresholded = copy.copy(self)
+        thresholded.grow_grad2d = threshold
+        return DefaultStrategy._grow_gs(thresholded, params, optimizers, state, step)

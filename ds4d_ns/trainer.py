@@ -76,10 +76,12 @@ class Ds4dTrainer(Trainer):
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
         # a missing or empty checkpoint is reported before the dataset and the features are loaded
-        if self.config.load_dir is not None and self.config.load_step is None:
-            check_checkpoint_folder(self.config.load_dir)
-        elif self.config.load_dir is not None:
-            check_checkpoint_file(Path(self.config.load_dir) / checkpoint_name(self.config.load_step))
+        load_dir, load_step = self.config.load_dir, self.config.load_step
+        if load_dir is not None:
+            if load_step is None:
+                check_checkpoint_folder(load_dir)
+            else:
+                check_checkpoint_file(Path(load_dir) / checkpoint_name(load_step))
         elif self.config.load_checkpoint is not None:
             check_checkpoint_file(self.config.load_checkpoint)
         super().setup(test_mode)
@@ -109,7 +111,8 @@ class Ds4dTrainer(Trainer):
     def save_checkpoint(self, step: int) -> None:
         """Save through a temporary file and a rename: the previous checkpoint stays until this one is complete."""
         path = self.checkpoint_dir / checkpoint_name(step)
-        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        # as nerfstudio's own save: a wrapped (distributed) pipeline holds the real one as ``module``
+        pipeline = getattr(self.pipeline, "module", self.pipeline)
         state = {
             "step": step,
             "pipeline": pipeline.state_dict(),

@@ -134,7 +134,8 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         """All training views of one frame: cameras of shape ``[V]`` and images ``[V, H, W, C]``."""
-        image_indices = tuple(self._views_served(self._next_frame(step), step))
+        frame = self._next_frame(step)
+        image_indices = tuple(self._views_served(frame, step))
         if self.config.pseudo_views_per_step is None or step < self.static_stage_steps:
             # Every view of a frame: the same few batches all along, gathered once. Copying cameras
             # and indices to the GPU at each step made the host wait for it some twenty times a step.
@@ -143,7 +144,7 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
             cameras, tensors = self._frame_batches[image_indices]
         else:
             cameras, tensors = self._gather_views(image_indices)
-        batch: Dict = {**tensors, "image_idx": torch.tensor(image_indices)}
+        batch: Dict = {**tensors, "image_idx": torch.tensor(image_indices), "frame_index": frame}
         # The generative priors condition on the views of this time and need their poses.
         batch["camera_to_worlds"] = cameras.camera_to_worlds
         batch["time"] = cameras.times.view(-1)[0] if cameras.times is not None else None

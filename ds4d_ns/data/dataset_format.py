@@ -46,7 +46,7 @@ Role = Literal["input", "pseudo", "eval"]
 """What a camera of the dataset is: the video's camera, a generated view, or held-out ground truth."""
 ROLES: Tuple[Role, ...] = ("input", "pseudo", "eval")
 """Valid values of a frame's ``role``; their position is the integer code used in camera metadata."""
-ROLE_CODES: Dict[str, int] = {name: code for code, name in enumerate(ROLES)}
+ROLE_CODES: Dict[Role, int] = {name: code for code, name in enumerate(ROLES)}
 MISSING_ROLE: Role = "input"
 """Role of a camera whose metadata has none (cameras made outside the ds4d dataparser)."""
 TRAINING_ROLES: Tuple[Role, ...] = ("input", "pseudo")

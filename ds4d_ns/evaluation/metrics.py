@@ -12,7 +12,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,11 @@ from torch import Tensor, nn
 
 from ds4d_ns.errors import UserError, WeightsUnavailable
 from ds4d_ns.evaluation.protocol import CLIP_MODEL_ID
+
+if TYPE_CHECKING:  # annotations only: the loaders import these packages when called
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+    from transformers import CLIPImageProcessor, CLIPModel
 
 VGG16_CHECKPOINT = "vgg16-397923af.pth"
 """File name of torchvision's ImageNet VGG16 weights, which LPIPS (VGG) loads."""
@@ -73,6 +78,7 @@ def ssim(prediction: Float[Tensor, "t h w 3"], target: Float[Tensor, "t h w 3"])
     values = structural_similarity_index_measure(
         prediction.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2), data_range=1.0, reduction="none"
     )
+    assert isinstance(values, Tensor)  # a tuple only with return_full_image or return_contrast_sensitivity
     return values.view(-1).float()
 
 
@@ -113,9 +119,9 @@ def _torch_hub_holding(checkpoint: Path, name: str) -> Iterator[None]:
 class LpipsVgg:
     """LPIPS with torchmetrics' VGG network on inputs in [-1, 1], one value per frame."""
 
-    def __init__(self, metric: nn.Module) -> None:
+    def __init__(self, metric: LearnedPerceptualImagePatchSimilarity) -> None:
         self.metric = metric
-        """A torchmetrics ``LearnedPerceptualImagePatchSimilarity``."""
+        """torchmetrics' LPIPS, VGG network."""
 
     @classmethod
     def load(cls, vgg16: Optional[Path] = None, device: Union[str, torch.device] = "cpu") -> "LpipsVgg":
@@ -127,7 +133,7 @@ class LpipsVgg:
         """
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-        def build() -> nn.Module:
+        def build() -> LearnedPerceptualImagePatchSimilarity:
             return LearnedPerceptualImagePatchSimilarity(net_type="vgg", reduction="mean", normalize=False)
 
         if vgg16 is not None:
@@ -165,9 +171,9 @@ class LpipsVgg:
 class ClipSimilarity:
     """Cosine similarity of CLIP image embeddings, prediction against ground truth, per frame."""
 
-    def __init__(self, model: nn.Module, processor, batch_size: int = 16) -> None:
+    def __init__(self, model: CLIPModel, processor: CLIPImageProcessor, batch_size: int = 16) -> None:
         self.model = model
-        """A transformers ``CLIPModel`` (the class the Consistent4D script uses)."""
+        """The class the Consistent4D script uses."""
         self.processor = processor
         """The model's ``CLIPImageProcessor``."""
         self.batch_size = batch_size
@@ -241,9 +247,9 @@ class FidVid:
     """FID-VID: for each frame index, the FID between predicted and true images of that frame over the
     views (torchmetrics ``FrechetInceptionDistance``), then the mean over frames."""
 
-    def __init__(self, metric: nn.Module) -> None:
+    def __init__(self, metric: FrechetInceptionDistance) -> None:
         self.metric = metric
-        """A torchmetrics ``FrechetInceptionDistance`` (its network takes uint8 ``[B, 3, H, W]``)."""
+        """torchmetrics' FID (its network takes uint8 ``[B, 3, H, W]``)."""
 
     @classmethod
     def load(

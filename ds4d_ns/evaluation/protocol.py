@@ -50,7 +50,7 @@ the flag that supplies them; it is never computed with random weights.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Literal, Tuple, get_args
 
 import numpy as np
 from jaxtyping import UInt8
@@ -72,9 +72,11 @@ I3D_INPUT_SIZE = 224
 DEFAULT_MOVING_THRESHOLD = 0.04
 """A pixel is moving when one of its channels spans more than this (in [0, 1]) over the clip's ground
 truth: about 10 grey levels, above video compression noise, below any real motion on an object."""
-METRICS: Tuple[str, ...] = ("psnr", "ssim", "lpips", "clip", "psnr_moving", "fvd", "fid_vid")
+MetricName = Literal["psnr", "ssim", "lpips", "clip", "psnr_moving", "fvd", "fid_vid"]
+"""A metric ``ds4d-eval`` reports."""
+METRICS: Tuple[MetricName, ...] = get_args(MetricName)
 """Every metric ``ds4d-eval`` reports, in report order."""
-HIGHER_IS_BETTER = {
+HIGHER_IS_BETTER: Dict[MetricName, bool] = {
     "psnr": True,
     "ssim": True,
     "lpips": False,

@@ -41,11 +41,11 @@ from ds4d_ns.evaluation.protocol import (
     I3D_INPUT_SIZE,
     METRICS,
     PROTOCOL_RESOLUTION,
+    MetricName,
 )
 from ds4d_ns.evaluation.videos import ViewVideos
 
-MetricName = Literal["psnr", "ssim", "lpips", "clip", "psnr_moving", "fvd", "fid_vid"]
-FRAME_METRICS: Tuple[str, ...] = ("psnr", "ssim", "lpips", "clip", "psnr_moving")
+FRAME_METRICS: Tuple[MetricName, ...] = ("psnr", "ssim", "lpips", "clip", "psnr_moving")
 """Metrics with one value per view and frame (the CSV's columns)."""
 
 
@@ -56,7 +56,7 @@ class MetricOptions:
     resolution: int = PROTOCOL_RESOLUTION
     """Side of the square frames every metric sees; predictions and ground truth are resized to it (PIL
     bicubic) when they differ. The protocol's is 512."""
-    metrics: Tuple[MetricName, ...] = METRICS  # type: ignore[assignment]
+    metrics: Tuple[MetricName, ...] = METRICS
     """Metrics to compute (all by default); the others are reported as not requested."""
     clip_model: str = CLIP_MODEL_ID
     """CLIP for the CLIP score: a Hugging Face id (taken from its cache, downloaded if the hub answers) or a
@@ -236,16 +236,16 @@ def score_views(
             for start in range(0, num_frames, chunk):
                 part = slice(start, min(start + chunk, num_frames))
                 pred, true = to_unit(pred_u8[part], device), to_unit(true_u8[part], device)
-                computed = {}
+                computed: Dict[MetricName, torch.Tensor] = {}
                 if "psnr" in values:
                     computed["psnr"] = psnr(pred, true)
                 if "ssim" in values:
                     computed["ssim"] = ssim(pred, true)
-                if "psnr_moving" in values:
+                if mask is not None:  # set when psnr_moving is computed
                     computed["psnr_moving"] = masked_psnr(pred, true, mask)
-                if "lpips" in values:
+                if "lpips" in values and scorers.lpips is not None:
                     computed["lpips"] = scorers.lpips(pred, true)
-                if "clip" in values:
+                if "clip" in values and scorers.clip is not None:
                     computed["clip"] = scorers.clip(pred_u8[part], true_u8[part])
                 for metric, frame_values in computed.items():
                     values[metric][v, part] = frame_values.detach().cpu().double().numpy()
@@ -286,7 +286,7 @@ def score_views(
     for v, name in enumerate(target.names):
         per_view[name] = {m: _mean(list(values[m][v])) for m in frame_metrics}
     for metric in frame_metrics:
-        means[metric] = _mean([per_view[name][metric] for name in target.names if per_view[name][metric] is not None])
+        means[metric] = _mean([mean for name in target.names if (mean := per_view[name][metric]) is not None])
     if "psnr_moving" in values:
         counts["moving_pixel_share"] = moving_share
         if means["psnr_moving"] is None:

@@ -15,7 +15,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from jaxtyping import UInt8
@@ -23,6 +23,9 @@ from jaxtyping import UInt8
 from ds4d_ns.errors import UserError
 from ds4d_ns.evaluation.protocol import PROTOCOL_RESOLUTION, to_protocol_frames, view_name
 from ds4d_ns.process.frames import VIDEO_SUFFIXES, frame_number, image_files, read_clip
+
+if TYPE_CHECKING:  # annotations only: nerfstudio is imported where a dataset is read
+    from nerfstudio.cameras.cameras import Cameras
 
 
 class ViewSetError(UserError):
@@ -162,7 +165,7 @@ class DatasetEvalViews:
 
     ground_truth: ViewVideos
     """Frames of every eval view (on white, at the scoring resolution), times in ``times``."""
-    cameras: object
+    cameras: Cameras
     """Nerfstudio ``Cameras`` ``[V * T]``, view-major (view 0's frames first), at the images' own size."""
     view_indices: Tuple[int, ...]
     """``view_index`` of each eval view."""

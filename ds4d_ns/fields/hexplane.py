@@ -20,7 +20,7 @@ both to [-1, 1], in :func:`normalize_xyzt` and nowhere else. A 4D-GS bug fed tim
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,10 @@ class HexPlaneField(nn.Module):
         feature_dim: channels per plane; the output has ``feature_dim * len(multires)`` channels.
     """
 
+    # buffers registered in ``__init__``, declared for type checkers
+    aabb: Tensor
+    plane_axes: Tensor
+
     def __init__(
         self,
         aabb: Float[Tensor, "2 3"],
@@ -139,7 +143,11 @@ class HexPlaneField(nn.Module):
             raise ValueError(f"times must have shape ({positions.shape[0]}, 1), got {tuple(times.shape)}")
         coords = normalize_xyzt(positions, times, self.aabb)
         plane_coords = coords[:, self.plane_axes].transpose(0, 1)  # [6, n, 2], one gather for all planes
-        return torch.cat([sample_plane_product(*self._stacked_planes(grid), plane_coords) for grid in self.grids], -1)
+        return torch.cat([sample_plane_product(*self._stacked_planes(s), plane_coords) for s in self._scales()], -1)
+
+    def _scales(self) -> List[KPlanesEncoding]:
+        """The six-plane grid of each resolution scale (``grids`` as its real type: ``ModuleList`` is untyped)."""
+        return [cast(KPlanesEncoding, grid) for grid in self.grids]
 
     @staticmethod
     def _stacked_planes(grid: KPlanesEncoding) -> Tuple[Tensor, Tensor]:
@@ -149,9 +157,13 @@ class HexPlaneField(nn.Module):
     def regularisers(self) -> Dict[str, Float[Tensor, ""]]:
         """The 4D-GS grid regularisers summed over scales (unweighted)."""
         plane_tv, time_smooth, time_l1 = [], [], []
-        for grid in self.grids:
+        for grid in self._scales():
             spatial, temporal = self._stacked_planes(grid)  # each group's planes share a shape
             plane_tv.append(plane_total_variation(spatial).sum())
             time_smooth.append(time_smoothness(temporal).sum())
             time_l1.append(time_planes_l1(temporal).sum())
-        return {"plane_tv": sum(plane_tv), "time_smoothness": sum(time_smooth), "time_l1": sum(time_l1)}
+        return {
+            "plane_tv": torch.stack(plane_tv).sum(),
+            "time_smoothness": torch.stack(time_smooth).sum(),
+            "time_l1": torch.stack(time_l1).sum(),
+        }

@@ -80,14 +80,13 @@ def _read_manifest(path: Path, tool: str) -> Dict[str, Dict[str, Any]]:
             "yours: delete that output yourself or pick another folder"
         )
     jobs = content.get("jobs") if isinstance(content, dict) else None
-    valid = (
+    if not (
         isinstance(content, dict)
         and content.get("tool") == tool
         and content.get("format") == MANIFEST_FORMAT
         and isinstance(jobs, dict)
         and all(isinstance(job, dict) and isinstance(job.get("files"), list) for job in jobs.values())
-    )
-    if not valid:
+    ):
         raise OutputFolderError(f"{path}: not a manifest of {tool}: move it away or pick another folder")
     for job in jobs.values():
         job["files"] = [_check_relative(rel, path) for rel in job["files"] if isinstance(rel, str)]

@@ -129,7 +129,7 @@ def input_rgba(
     rgb = [image[..., :3] for image in clip.images]
     if masks_dir is not None:
         files = match_masks(masks_dir, clip, source)
-        masks = [_read_mask(file, image.shape[:2]) for file, image in zip(files, rgb)]
+        masks = [_read_mask(file, (image.shape[0], image.shape[1])) for file, image in zip(files, rgb)]
         return [np.concatenate([image, mask[..., None]], axis=-1) for image, mask in zip(rgb, masks)], files
     if matting == "white":
         CONSOLE.log(f"Masks: keyed on the background colour {escape(str(background_colour))} (--matting white)")

@@ -51,7 +51,8 @@ def rasterize_gaussians(
     post-activation colours, or ``[N, K, 3]`` SH coefficients when ``sh_degree`` is set. Extra
     keyword arguments go to the selected backend unchanged.
     """
-    common = dict(
+    # The arguments both backends take: values of several types, each checked by the backend's signature.
+    common: Dict[str, Any] = dict(
         means=means,
         quats=quats,
         scales=scales,

@@ -582,8 +582,9 @@ def torch_rasterization(
     absgrad_sink = None
     if absgrad:
         # The attribute gsplat's backward sets; here it is filled in place during backward.
-        means2d.absgrad = torch.zeros(means2d.shape, device=means2d.device, dtype=means2d.dtype)
-        absgrad_sink = means2d.absgrad.view(-1, 2)
+        absgrad_buffer = torch.zeros(means2d.shape, device=means2d.device, dtype=means2d.dtype)
+        means2d.absgrad = absgrad_buffer  # type: ignore[attr-defined]  # gsplat's contract: not an attribute torch declares
+        absgrad_sink = absgrad_buffer.view(-1, 2)
     render_colors, render_alphas = _rasterize_tiles(
         means2d,
         conics,

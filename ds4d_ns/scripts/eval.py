@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -174,7 +174,7 @@ def render_eval_views(model, evaluation: DatasetEvalViews, resolution: int) -> V
     (the model deforms its Gaussians once per time)."""
     truth = evaluation.ground_truth
     num_views, num_frames = truth.num_views, truth.num_frames
-    frames = [[] for _ in range(num_views)]
+    frames: List[List[np.ndarray]] = [[] for _ in range(num_views)]
     for t in track(range(num_frames), description="rendering eval views", console=CONSOLE):
         rows = torch.arange(num_views) * num_frames + t  # cameras are view-major
         outputs = model.get_outputs(evaluation.cameras[rows].to(model.device))
