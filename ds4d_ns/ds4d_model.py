@@ -53,7 +53,7 @@ from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
 from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
 from ds4d_ns.options import FeatureMode, ReductionMode, SamplingPoints, WeightsMode
-from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
+from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
@@ -409,6 +409,11 @@ class Ds4dModel(SplatfactoModel):
             raise TypeError(f"ds4d renders Cameras, got {type(camera).__name__}")
         camera = camera.flatten() if len(camera.shape) > 1 else camera
         times = camera.times.view(-1) if camera.times is not None else torch.full((len(camera),), self.canonical_time)
+        if self.training and times.is_cuda:
+            # a training batch is one frame's views (the datamanager serves them so): check it on the
+            # GPU without waiting for it, and read the time back once
+            torch._assert_async(torch.all(times == times[0]))
+            return self._render_at_time(camera, float(times[0]))
         unique_times = torch.unique(times)
         if len(unique_times) == 1:
             return self._render_at_time(camera, float(unique_times[0]))
@@ -436,12 +441,9 @@ class Ds4dModel(SplatfactoModel):
             means, quats, scales = means[keep], quats[keep], scales[keep]
             opacities, features_dc, features_rest = opacities[keep], features_dc[keep], features_rest[keep]
 
-        scale_factor = self._get_downscale_factor()
-        camera.rescale_output_resolution(1 / scale_factor)
         viewmats = opengl_c2w_to_opencv_viewmat(camera.camera_to_worlds)
-        Ks = camera.get_intrinsics_matrices().to(self.device)
-        width, height = int(camera.width[0].item()), int(camera.height[0].item())
-        camera.rescale_output_resolution(scale_factor)
+        Ks, width, height = intrinsics_and_size(camera, 1.0 / self._get_downscale_factor())
+        Ks = Ks.to(self.device)
         self.last_size = (height, width)
 
         colors = torch.cat([features_dc[:, None, :], features_rest], dim=1)

@@ -78,3 +78,24 @@ def test_front_view_motion_separates_a_moving_render_from_a_static_one():
     static = module.front_view_motion(truths[2:3].expand(5, -1, -1, -1), truths)
     assert static["motion_recall"] == 0.0 and static["change_ratio"] == 0.0
     assert static["psnr_moving"] < moving["psnr_moving"]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 1 / 3])
+def test_intrinsics_and_size_equal_nerfstudios_rescaled_intrinsics(scale):
+    from nerfstudio.cameras.cameras import Cameras
+
+    from ds4d_ns.rendering.camera_matrices import intrinsics_and_size
+
+    cameras = Cameras(
+        camera_to_worlds=torch.eye(4)[:3].expand(3, 3, 4),
+        fx=torch.tensor([[100.0], [120.0], [90.5]]),
+        fy=torch.tensor([[101.0], [119.0], [91.5]]),
+        cx=torch.tensor([[63.5], [64.0], [62.25]]),
+        cy=torch.tensor([[47.5], [48.0], [46.75]]),
+        width=127,
+        height=95,
+    )
+    Ks, width, height = intrinsics_and_size(cameras, scale)
+    cameras.rescale_output_resolution(scale)
+    torch.testing.assert_close(Ks, cameras.get_intrinsics_matrices())
+    assert (width, height) == (int(cameras.width[0]), int(cameras.height[0]))

@@ -7,6 +7,8 @@ OpenCV world-to-camera matrices (looks down +z, y down). Splatfacto's own helper
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -27,3 +29,17 @@ def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Fl
     viewmats[:, :3, 3:4] = -rotation_inv @ translation
     viewmats[:, 3, 3] = 1.0
     return viewmats
+
+
+def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3 3"], int, int]:
+    """Pinhole matrices of ``cameras`` and their image width and height, all scaled by ``scale``.
+
+    What ``Cameras.rescale_output_resolution`` then ``get_intrinsics_matrices`` give (sizes truncated
+    as nerfstudio does), without their cost on a GPU: nerfstudio fills a CPU matrix from the device's
+    values and rescales in place, each a wait for the GPU; here the matrices are built on the
+    cameras' device and the size is read back once. All cameras must share one size."""
+    fx, fy, cx, cy = (getattr(cameras, name).view(-1) * scale for name in ("fx", "fy", "cx", "cy"))
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    Ks = torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3)
+    width, height = torch.stack([cameras.width.view(-1)[0], cameras.height.view(-1)[0]]).tolist()
+    return Ks, int(width * scale), int(height * scale)
