@@ -53,6 +53,7 @@ from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
 from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
 from ds4d_ns.options import FeatureMode, ReductionMode, SamplingPoints, WeightsMode
+from ds4d_ns.losses.motion import weighted_l1
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
@@ -150,6 +151,10 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     frame times and this makes any time a blend, not a deformation."""
     eval_lpips: bool = True
     """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
+    motion_loss_weight: float = 0.0
+    """Extra weight of the photometric L1 on each view's moving region (pixels whose ground truth changes
+    over the clip, ``ds4d_ns.evaluation.motion_region``): a moving pixel counts ``1 + weight`` times. The
+    static pixels are most of every image and dominate the gradients (DS4D's premise); 0 turns it off."""
     # Splatfacto fields whose defaults suit object-centric 4D generation better:
     num_random: int = 10000
     """Number of random initial Gaussians when the data has no seed points (STAG4D)."""
@@ -529,7 +534,7 @@ class Ds4dModel(SplatfactoModel):
         """Photometric (per-role weighted), alpha and HexPlane terms; subclasses add their own."""
         pred = outputs["rgb"]
         gt_rgb, gt_alpha = self._ground_truth(batch, outputs["background"])
-        l1 = (pred - gt_rgb).abs().mean(dim=(1, 2, 3))
+        l1 = weighted_l1(pred, gt_rgb, batch.get("motion_mask"), self.config.motion_loss_weight)
         structural = 1.0 - ssim(
             pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False
         )
