@@ -118,7 +118,7 @@ def main() -> None:
             static_steps=static,
             dynamic_steps=dynamic,
             cpu=True,
-            frame_features=model.frame_features,
+            frame_features=datamanager.frame_features.mode,
             priors=priors,
         )
         model, datamanager = config.pipeline.model, config.pipeline.datamanager

@@ -8,7 +8,7 @@ out=$1 scene=${2:-windmill} noise=${3:-1.0}
 mkdir -p "$out"
 for spec in "base:--method ds4d-base" \
   "ds4d:--method ds4d --feature-weights random-init" \
-  "ds4d-deformed:--method ds4d --feature-weights random-init --model-set feature_sampling_points='deformed'" \
+  "ds4d-deformed:--method ds4d --feature-weights random-init --features-set sampling_points='deformed'" \
   "ds4d-ga:--method ds4d-ga --feature-weights random-init"; do
   tag=${spec%%:*} extra=${spec#*:}
   # shellcheck disable=SC2086

@@ -97,6 +97,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pipeline-set", action="append", default=[], metavar="FIELD=VALUE", help="override a pipeline config field"
     )
+    parser.add_argument(
+        "--features-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a FrameFeaturesConfig field (pipeline.datamanager.frame_features)",
+    )
     parser.add_argument("--deformation-lr-scale", type=float, default=1.0, help="multiply the deformation lrs")
     parser.add_argument("--method", choices=["ds4d", "ds4d-ga", "ds4d-base"], default="ds4d")
     parser.add_argument("--feature-weights", choices=["pretrained", "random-init"], default="pretrained")
@@ -137,7 +144,7 @@ def build_trainer(args: argparse.Namespace):
         priors=args.priors != "off" and args.method != "ds4d-base",
         **method_args,
     )
-    config.pipeline.model.feature_extractor.weights = args.feature_weights
+    config.pipeline.datamanager.frame_features.extractor.weights = args.feature_weights
     if args.priors != "off":
         config.pipeline.model.lpips_backbone = args.priors
         config.pipeline.model.sds.weights = args.priors
@@ -155,6 +162,9 @@ def build_trainer(args: argparse.Namespace):
     for assignment in args.pipeline_set:
         name, value = assignment.split("=", 1)
         setattr(config.pipeline, name, ast.literal_eval(value))
+    for assignment in args.features_set:
+        name, value = assignment.split("=", 1)
+        setattr(config.pipeline.datamanager.frame_features, name, ast.literal_eval(value))
     for group in ("deformation_grid", "deformation_mlp"):
         optimizer = config.optimizers[group]
         optimizer["optimizer"].lr *= args.deformation_lr_scale
@@ -206,7 +216,8 @@ def main() -> None:
     dynamic_region = eval_psnr_dynamic_region(trainer.pipeline)
     dynamic_steps_ms = sorted(step_ms[args.static_steps :]) or [0.0]
     model_config = trainer.pipeline.model.config
-    features = "none" if model_config.frame_features == "none" else model_config.feature_extractor.describe()
+    feature_config = trainer.pipeline.datamanager.config.frame_features
+    features = feature_config.extractor.describe() if feature_config.enabled else "none"
 
     record = {
         "benchmark": "train_recipe",
@@ -235,8 +246,8 @@ def main() -> None:
         "median_dynamic_step_ms": round(dynamic_steps_ms[len(dynamic_steps_ms) // 2], 2),
         "tag": args.tag,
         "method": args.method,
-        "frame_features": model_config.frame_features,
-        "feature_fusion": model_config.feature_fusion if model_config.frame_features != "none" else None,
+        "frame_features": feature_config.mode,
+        "feature_fusion": feature_config.fusion if feature_config.enabled else None,
         "feature_backbone": features,
         "priors": "off" if args.priors == "off" else f"LPIPS VGG ({args.priors}) + SDS {model_config.sds.describe()}",
         "median_static_step_ms": round(sorted(step_ms[: args.static_steps])[args.static_steps // 2], 2)
@@ -244,6 +255,7 @@ def main() -> None:
         else None,
         "model_overrides": args.model_set,
         "pipeline_overrides": args.pipeline_set,
+        "feature_overrides": args.features_set,
         "deformation_lr_scale": args.deformation_lr_scale,
         "eval": {key: round(float(value), 4) for key, value in metrics.items()},
         "eval_psnr_per_view": per_view,

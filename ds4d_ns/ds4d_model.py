@@ -15,12 +15,13 @@ What changes from :class:`SplatfactoModel` and why:
 Training has two stages: during the first ``static_stage_steps`` only the canonical Gaussians are
 fitted (the datamanager serves the middle frame); then the deformation field is switched on.
 
-DS4D's frame features (``frame_features`` != ``"none"``): DINOv2 features of every training view,
-decoupled into dynamic and static parts (DSFD), are sampled at the Gaussian centres and fused
-across views (TSSF, :mod:`ds4d_ns.fields.tssf`). The fused feature is concatenated with the
-HexPlane feature, and the first layer of the deformation MLP is the paper's learned linear map of
-that concatenation. The pipeline (:mod:`ds4d_ns.pipeline`) extracts the features and hands them
-over with :meth:`Ds4dModel.attach_frame_features`; checkpoints carry them.
+DS4D's frame features: DINOv2 features of every training view, decoupled into dynamic and static
+parts (DSFD), are sampled at the Gaussian centres and fused across views (TSSF,
+:mod:`ds4d_ns.fields.tssf`). The fused feature is concatenated with the HexPlane feature, and the
+first layer of the deformation MLP is the paper's learned linear map of that concatenation. The
+features are a product of the data side: the datamanager builds a feature bank
+(:mod:`ds4d_ns.features.feature_bank`, switched by ``--pipeline.datamanager.frame-features.mode``)
+and nerfstudio hands it to the model at construction in the dataset's metadata; checkpoints carry it.
 """
 
 from __future__ import annotations
@@ -47,13 +48,12 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, frame_time, middle_time
-from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
-from ds4d_ns.features.dsfd import ReferenceMode
+from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FeatureBank
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
-from ds4d_ns.fields.tssf import FramePointFeatures, FusionMode
+from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
 from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
-from ds4d_ns.options import FeatureMode, ReductionMode, SamplingPoints, WeightsMode
 from ds4d_ns.losses.motion import weighted_l1
+from ds4d_ns.options import WeightsMode
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
@@ -103,25 +103,6 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     """Fraction of Gaussians grown at each refinement, by accumulated gradient (DS4D, STAG4D)."""
     random_init_radius: float = 0.5
     """Radius of the ball sampled for random initial Gaussians when the data has no seed points."""
-    frame_features: FeatureMode = "none"
-    """Per-Gaussian frame features fed to the deformation MLP: none (the 4D-GS baseline), DINOv2 frame
-    features without decoupling (ablation D), or DSFD's decoupled features (dynamic part + frame feature)."""
-    feature_fusion: FusionMode = "da"
-    """How per-view point features are fused: front (input view only, no TSSF; ablations D, E),
-    mean (F), ga (TSSF global-aware, G) or da (TSSF distance-aware, H, the paper's best)."""
-    feature_dim: int = 32
-    """Channels of the point feature after reduction (half dynamic, half frame feature with DSFD)."""
-    feature_reduction: ReductionMode = "pca"
-    """Channel reduction of the frame features: PCA fitted once on the dataset's features, or a
-    linear layer learnt with TSSF (keeps full-width maps in memory and in checkpoints)."""
-    dsfd_reference: ReferenceMode = "middle+mean"
-    """DSFD reference per view and patch: average of the middle frame's and the mean feature (the
-    paper combines the two without saying how), or either alone."""
-    feature_sampling_points: SamplingPoints = "canonical"
-    """Where features are sampled: at the canonical centres, or at the centres deformed to the step's
-    time (a first, gradient-free deformation pass; about one more MLP evaluation per step)."""
-    feature_extractor: FrameFeatureExtractorConfig = field(default_factory=FrameFeatureExtractorConfig)
-    """Backbone, resolution and cache of the frame features."""
     lpips_loss_weight: float = 0.0
     """Weight of LPIPS (VGG) between renders and pseudo views (the paper uses 1.0; its VGG16 weights
     are downloaded on first use). 0 turns the loss off."""
@@ -185,6 +166,7 @@ class Ds4dModel(SplatfactoModel):
             raise ValueError("ds4d does not optimise camera poses: set --pipeline.model.camera-optimizer.mode off")
         if self.config.use_bilateral_grid:
             raise ValueError("ds4d does not support the bilateral grid: set --pipeline.model.use-bilateral-grid False")
+        bank: Optional[FeatureBank] = self.kwargs.get("metadata", {}).get(FEATURE_BANK_KEY)
         means, colors = self._initial_points()
         distances, _ = self.k_nearest_sklearn(means, 3)
         avg_dist = torch.from_numpy(distances).mean(dim=-1, keepdim=True).clamp_min(1e-4)
@@ -208,9 +190,10 @@ class Ds4dModel(SplatfactoModel):
             plane_features=self.config.hexplane_features,
             mlp_width=self.config.deformation_width,
             mlp_depth=self.config.deformation_depth,
-            extra_feature_dim=self.config.feature_dim if self.config.frame_features != "none" else 0,
+            extra_feature_dim=0 if bank is None else bank.config.dim,
         )
-        self.frame_point_features: Optional[FramePointFeatures] = None
+        self.frame_point_features = None if bank is None else FramePointFeatures(bank)
+        self.feature_sampling_points = None if bank is None else bank.config.sampling_points
         self._priors = _TrainingPriors()
         self._sds_rng = random.Random(self.config.sds_seed)
         self._step_geometry: Optional[Tuple[int, float, DeformedGaussians]] = None
@@ -303,65 +286,6 @@ class Ds4dModel(SplatfactoModel):
             self._priors.zero123 = Zero123Guidance(self.config.sds, self.device)
             CONSOLE.log(f"SDS guidance: {escape(self.config.sds.describe())}")
 
-    # ------------------------------------------------------------------ frame features
-    def attach_frame_features(
-        self,
-        maps: Float[Tensor, "frames views channels rows cols"],
-        dynamic_magnitude: Float[Tensor, "frames views rows cols"],
-        times: Float[Tensor, " frames"],
-        viewmats: Float[Tensor, "frames views 4 4"],
-        intrinsics: Float[Tensor, "frames views 3 3"],
-        width: int,
-        height: int,
-        front_view: int,
-    ) -> None:
-        """Install the training views' feature maps (before the optimizers are made); ``front_view`` is the
-        index of the input view among them."""
-        if self.config.frame_features == "none":
-            raise ValueError("this model was configured without frame features (frame_features='none')")
-        self.frame_point_features = FramePointFeatures(
-            maps,
-            dynamic_magnitude,
-            times,
-            viewmats,
-            intrinsics,
-            width,
-            height,
-            fusion=self.config.feature_fusion,
-            out_dim=self.config.feature_dim,
-            front_view=front_view,
-        ).to(self.device)
-
-    def point_features(self, points: Float[Tensor, "n 3"], time: float):
-        """Fused frame features of ``points`` at ``time`` and each view's weight (a FusionResult)."""
-        if self.frame_point_features is None:
-            raise RuntimeError(
-                f"frame_features is {self.config.frame_features!r} but no feature maps were attached; "
-                "train through ns-train (the ds4d pipeline extracts them) or load a checkpoint"
-            )
-        return self.frame_point_features(points, time)
-
-    def load_state_dict(self, dict, **kwargs):  # type: ignore[override]
-        # Feature maps and TSSF weights are sized by the data: rebuild the module to the checkpoint's shapes.
-        prefix = "frame_point_features."
-        if f"{prefix}maps" in dict:
-            if f"{prefix}front_view" not in dict:
-                # checkpoints written before the input view's index was stored: the grid put it first
-                dict = {**dict, f"{prefix}front_view": torch.tensor(0)}
-            frames, num_views = dict[f"{prefix}maps"].shape[:2]
-            width, height = (int(v) for v in dict[f"{prefix}image_size"].tolist())
-            self.attach_frame_features(
-                torch.zeros_like(dict[f"{prefix}maps"]),
-                torch.zeros_like(dict[f"{prefix}dynamic_magnitude"]),
-                torch.linspace(0.0, 1.0, frames),
-                torch.eye(4).repeat(frames, num_views, 1, 1),
-                torch.eye(3).repeat(frames, num_views, 1, 1),
-                width,
-                height,
-                int(dict[f"{prefix}front_view"]),
-            )
-        super().load_state_dict(dict, **kwargs)
-
     # ------------------------------------------------------------------ rendering
     @property
     def dynamic_stage(self) -> bool:
@@ -372,15 +296,21 @@ class Ds4dModel(SplatfactoModel):
         """Gaussian geometry at ``time`` (log-scales, unnormalised quaternions)."""
         if not self.dynamic_stage:
             return DeformedGaussians(self.means, self.quats, self.scales)
-        if self.config.frame_features == "none":
-            return self.deformation(self.means, self.quats, self.scales, time)
-        points = self.means
-        if self.config.feature_sampling_points == "deformed":
-            with torch.no_grad():
-                first_pass = self.point_features(points, time).features
-                points = self.deformation(self.means, self.quats, self.scales, time, first_pass).means
-        features = self.point_features(points, time).features
+        features = None if self.frame_point_features is None else self.frame_features_at(time).features
         return self.deformation(self.means, self.quats, self.scales, time, features)
+
+    def frame_features_at(self, time: float) -> FusionResult:
+        """Fused frame features of the Gaussians at ``time`` and each view's weight, sampled where the
+        configuration says (``sampling_points``): at the canonical centres, or at the centres deformed to
+        ``time`` by a first, gradient-free pass fed the canonical centres' features."""
+        if self.frame_point_features is None:
+            raise RuntimeError("this model has no frame features (--pipeline.datamanager.frame-features.mode none)")
+        points = self.means
+        if self.feature_sampling_points == "deformed":
+            with torch.no_grad():
+                first_pass = self.frame_point_features(points, time).features
+                points = self.deformation(self.means, self.quats, self.scales, time, first_pass).means
+        return self.frame_point_features(points, time)
 
     def frame_times(self) -> Optional[List[float]]:
         """Times of the training clip's frames, increasing; None when the frame count is unknown."""

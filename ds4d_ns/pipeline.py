@@ -1,17 +1,16 @@
-"""The ds4d pipeline: nerfstudio's VanillaPipeline plus the frame-feature hand-over.
-
-When the model uses frame features and the pipeline is set up for training, it arranges the
-training images by frame and view, extracts (or loads from the cache) their DINOv2 features,
-decouples and reduces them, and attaches the maps to the model, before the optimizers are made.
-Evaluation and inference (``ns-eval``, ``ns-render``, the viewer) skip all of this: the maps are
-in the checkpoint, so a trained model renders without the backbone.
+"""The ds4d pipeline: nerfstudio's VanillaPipeline plus the training set-up that meets the user's weights.
 
 Training set-up (``test_mode="val"``, as nerfstudio's trainer builds it) is where ``ns-train`` meets
-the user's data and weights: every pretrained model the run needs is checked at once
-(``ds4d_ns.scripts.weights.require_weights``), and a user error (a bad dataset, missing weights) ends the
-command with its one-line message and exit status 2 instead of a traceback (nerfstudio's
-``ns-train`` entry point has no hook of its own for that). Other modes let the error reach the
-calling command, which reports it the same way.
+the user's data and weights: every pretrained model the run needs is checked at once, before the
+datamanager extracts frame features (``ds4d_ns.scripts.weights.require_weights``), and the
+generative priors are loaded once the model exists. A user error (a bad dataset, missing weights)
+ends the command with its one-line message and exit status 2 instead of a traceback (nerfstudio's
+``ns-train`` entry point has no hook of its own for that). Other modes (``ns-eval``, ``ns-render``,
+the viewer) load no pretrained network and let an error reach the calling command, which reports it
+the same way.
+
+The frame features are the datamanager's product (``ds4d_ns.data.datamanager``), handed to the model
+at construction; this pipeline does not touch them.
 """
 
 from __future__ import annotations
@@ -20,14 +19,13 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Type
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from ds4d_ns.errors import UserError, exit_with_user_error
 
 
 @dataclass
 class Ds4dPipelineConfig(VanillaPipelineConfig):
-    """VanillaPipeline that also prepares DS4D's frame features for the model."""
+    """VanillaPipeline that checks the run's pretrained weights and loads the training priors at set-up."""
 
     _target: Type = field(default_factory=lambda: Ds4dPipeline)
     stop_on_non_finite_loss: bool = True
@@ -35,7 +33,7 @@ class Ds4dPipelineConfig(VanillaPipelineConfig):
 
 
 class Ds4dPipeline(VanillaPipeline):
-    """VanillaPipeline whose training set-up attaches frame features to a ds4d model."""
+    """VanillaPipeline whose training set-up checks weights first and loads the model's priors."""
 
     def __init__(
         self,
@@ -51,11 +49,20 @@ class Ds4dPipeline(VanillaPipeline):
             self._share_schedule()
             return
         try:
+            self._require_weights(config)
             super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
             self._share_schedule()
-            self._setup_training(device)
+            self._setup_training_priors()
         except UserError as err:
             exit_with_user_error("ns-train", err)
+
+    @staticmethod
+    def _require_weights(config: Ds4dPipelineConfig) -> None:
+        from ds4d_ns.ds4d_model import Ds4dModelConfig
+        from ds4d_ns.scripts.weights import require_weights
+
+        if isinstance(config.model, Ds4dModelConfig):
+            require_weights(config)  # every missing model in one message, before any is loaded
 
     def _share_schedule(self) -> None:
         """The datamanager serves the middle frame for as long as the model's static stage lasts (its one source)."""
@@ -65,16 +72,11 @@ class Ds4dPipeline(VanillaPipeline):
         if isinstance(self.datamanager, Ds4dDatamanager) and isinstance(self.model, Ds4dModel):
             self.datamanager.static_stage_steps = self.model.config.static_stage_steps
 
-    def _setup_training(self, device: str) -> None:
+    def _setup_training_priors(self) -> None:
         from ds4d_ns.ds4d_model import Ds4dModel
-        from ds4d_ns.scripts.weights import require_weights
 
-        model = self.model
-        if isinstance(model, Ds4dModel):
-            require_weights(model.config)  # every missing model in one message, before any is loaded
-            model.setup_training_priors()  # LPIPS / Zero123 weights
-            if model.config.frame_features != "none":
-                self._attach_frame_features(model, device)
+        if isinstance(self.model, Ds4dModel):
+            self.model.setup_training_priors()  # LPIPS / Zero123 weights
 
     def get_train_loss_dict(self, step: int):
         from ds4d_ns.trainer import check_finite_losses
@@ -83,34 +85,3 @@ class Ds4dPipeline(VanillaPipeline):
         if self.config.stop_on_non_finite_loss:
             check_finite_losses(loss_dict, step)
         return outputs, loss_dict, metrics_dict
-
-    def _attach_frame_features(self, model, device: str) -> None:
-        from ds4d_ns.features.frame_features import (
-            extract_raw_features,
-            frame_grid_from_dataset,
-            grid_cameras,
-            prepare_features,
-        )
-
-        cfg = model.config
-        grid = frame_grid_from_dataset(self.datamanager.train_dataset)
-        raw = extract_raw_features(grid, cfg.feature_extractor, device)
-        prepared = prepare_features(
-            raw, grid.middle_frame, cfg.frame_features, cfg.feature_reduction, cfg.feature_dim, cfg.dsfd_reference
-        )
-        viewmats, intrinsics = grid_cameras(grid)
-        model.attach_frame_features(
-            prepared.maps,
-            prepared.dynamic_magnitude,
-            grid.times,
-            viewmats,
-            intrinsics,
-            grid.width,
-            grid.height,
-            grid.front_view,
-        )
-        CONSOLE.log(
-            f"Frame features ({cfg.feature_extractor.describe()}): {cfg.frame_features}, "
-            f"{cfg.feature_reduction} to {cfg.feature_dim} channels, fusion {cfg.feature_fusion}, "
-            f"views {', '.join(grid.view_names)}"
-        )

@@ -13,11 +13,12 @@ The GPU configurations ask for CUDA; on a machine without it ``ns-train`` runs t
 instead, saying so in one line (``ds4d_ns.run_setup``, from ``Ds4dTrainerConfig.save_config``), and
 every run is filed under its dataset folder's name with the dataset path stored absolute.
 
-The paper's ablation rows are switches of the model config (see ``make_ds4d_config``):
+The paper's ablation rows are switches of the config (see ``make_ds4d_config``):
 A: ``ds4d-base --pipeline.model.random-init True``; B: ``ds4d-base``; C: B with
-``--pipeline.model.lpips-loss-weight 1``; D: ``ds4d`` with ``frame-features frame, feature-fusion
-front``; E: ``dsfd, front``; F: ``dsfd, mean``; G: ``ds4d-ga``; H: ``ds4d``. (Add
-``--pipeline.model.sds-weight 1`` to A-C to keep SDS in every row, as the paper's baseline has it.)
+``--pipeline.model.lpips-loss-weight 1``; D: ``ds4d`` with ``--pipeline.datamanager.frame-features.mode
+frame`` and ``.fusion front``; E: ``mode dsfd, fusion front``; F: ``dsfd, mean``; G: ``ds4d-ga``;
+H: ``ds4d``. (Add ``--pipeline.model.sds-weight 1`` to A-C to keep SDS in every row, as the paper's
+baseline has it.)
 
 This module is an entry point that nerfstudio imports on every ``ns-train``: it imports only
 configuration classes (the heavy parts load when a model is built).
@@ -33,6 +34,7 @@ from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
 from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
 from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
+from ds4d_ns.features.feature_bank import FrameFeaturesConfig
 from ds4d_ns.fields.tssf import FusionMode
 from ds4d_ns.options import FeatureMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
@@ -89,9 +91,6 @@ def make_ds4d_config(
         hexplane_multires=(1, 2) if not cpu else (1,),
         hexplane_features=32 if not cpu else 16,
         num_random=10000 if not cpu else 2000,
-        frame_features=frame_features,
-        feature_fusion=fusion,
-        feature_extractor=FrameFeatureExtractorConfig(image_size=448 if not cpu else 224),
         lpips_loss_weight=1.0 if priors else 0.0,
         sds_weight=1.0 if priors and not cpu else 0.0,
     )
@@ -103,6 +102,11 @@ def make_ds4d_config(
         # and one random pseudo view instead of all seven (every view still serves the static stage).
         camera_res_scale_factor=1.0 if not cpu else 0.5,
         pseudo_views_per_step=None if not cpu else 1,
+        frame_features=FrameFeaturesConfig(
+            mode=frame_features,
+            fusion=fusion,
+            extractor=FrameFeatureExtractorConfig(image_size=448 if not cpu else 224),
+        ),
     )
     return Ds4dTrainerConfig(
         method_name=method_name,

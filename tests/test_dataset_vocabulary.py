@@ -23,14 +23,14 @@ def _datamanager(data: Path):
     return datamanager
 
 
-def _tiny_model(datamanager):
+def _tiny_model(datamanager, feature_bank=None):
     from ds4d_ns.ds4d_model import Ds4dModelConfig
+    from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY
 
     config = Ds4dModelConfig(hexplane_resolution=4, hexplane_multires=(1,), hexplane_features=2, deformation_width=8)
     outputs = datamanager.train_dataparser_outputs
-    return config.setup(
-        scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=outputs.metadata
-    )
+    metadata = outputs.metadata if feature_bank is None else {**outputs.metadata, FEATURE_BANK_KEY: feature_bank}
+    return config.setup(scene_box=outputs.scene_box, num_train_data=len(outputs.image_filenames), metadata=metadata)
 
 
 @pytest.mark.parametrize("num_frames", [26, 30, 32])
@@ -122,32 +122,29 @@ def test_a_batch_without_roles_counts_as_input_views_for_every_loss(fake_dataset
 def test_the_input_views_index_survives_a_checkpoint(fake_dataset):
     """TSSF trusts the input view most: its index comes from the roles at training and is kept in checkpoints
     (a model rebuilt from one used to assume view 0)."""
+    from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig, feature_bank_from_state
     from ds4d_ns.features.frame_features import frame_grid_from_dataset
 
     datamanager = _datamanager(fake_dataset(frames=2, pseudo_views=2))
     grid = frame_grid_from_dataset(datamanager.train_dataset)
     assert grid.view_roles[grid.front_view] == "input" and grid.view_names[grid.front_view] == "input_00"
 
-    def with_features(front_view: int):
-        model = _tiny_model(datamanager)
-        model.config.frame_features, model.config.feature_dim = "dsfd", 4
-        frames, views = 2, 3
-        model.attach_frame_features(
-            torch.rand(frames, views, 4, 2, 2),
-            torch.rand(frames, views, 2, 2),
-            torch.tensor([0.0, 1.0]),
-            torch.eye(4).repeat(frames, views, 1, 1),
-            torch.eye(3).repeat(frames, views, 1, 1),
-            16,
-            16,
-            front_view,
-        )
-        return model
+    config = FrameFeaturesConfig(mode="dsfd", dim=4)
+    frames, views = 2, 3
 
-    trained = with_features(front_view=2)
-    restored = with_features(front_view=0)
-    restored.load_state_dict(trained.state_dict())
-    assert restored.frame_point_features.fusion.front_view == 2
-    older = {k: v for k, v in trained.state_dict().items() if not k.endswith("front_view")}
+    def bank(front_view: int) -> FeatureBank:
+        eye4, eye3 = torch.eye(4).repeat(frames, views, 1, 1), torch.eye(3).repeat(frames, views, 1, 1)
+        maps, magnitude = torch.rand(frames, views, 4, 2, 2), torch.rand(frames, views, 2, 2)
+        return FeatureBank(config, maps, magnitude, torch.tensor([0.0, 1.0]), eye4, eye3, 16, 16, front_view)
+
+    state = _tiny_model(datamanager, bank(front_view=2)).state_dict()
+    from_checkpoint = _tiny_model(datamanager, feature_bank_from_state(state, config))  # as ds4d-render builds it
+    from_checkpoint.load_state_dict(state)
+    assert from_checkpoint.frame_point_features.fusion.front_view == 2
+    from_dataset = _tiny_model(datamanager, bank(front_view=0))  # as ns-eval builds it, then loads the checkpoint
+    from_dataset.load_state_dict(state)
+    assert from_dataset.frame_point_features.fusion.front_view == 2
+    older = {k: v for k, v in state.items() if not k.endswith("front_view")}
+    restored = _tiny_model(datamanager, feature_bank_from_state(older, config))
     restored.load_state_dict(older)  # checkpoints from before the index was kept: the input came first
     assert restored.frame_point_features.fusion.front_view == 0

@@ -136,18 +136,18 @@ def offline_torch_hub(tmp_path, monkeypatch):
 def test_missing_weights_are_reported_all_at_once_with_the_fallback_for_this_machine(offline_torch_hub):
     from ds4d_ns.scripts.weights import require_weights
 
-    model = make_ds4d_config(priors=True).pipeline.model
+    pipeline = make_ds4d_config(priors=True).pipeline
     with pytest.raises(WeightsUnavailable) as error:
-        require_weights(model, cuda=False)
+        require_weights(pipeline, cuda=False)
     message = str(error.value)
     assert "\n" not in message
     for expected in ("DINOv2 'facebook/dinov2-small'", "VGG16", "Zero123 'ashawkey/zero123-xl-diffusers'"):
         assert expected in message
-    for switch in ("frame-features none", "lpips-loss-weight 0", "sds-weight 0"):
-        assert f"--pipeline.model.{switch}" in message
+    for switch in ("datamanager.frame-features.mode none", "model.lpips-loss-weight 0", "model.sds-weight 0"):
+        assert f"--pipeline.{switch}" in message
     assert "`ns-train ds4d-base-cpu`" in message
     with pytest.raises(WeightsUnavailable, match=r"`ns-train ds4d-base`"):
-        require_weights(model, cuda=True)
+        require_weights(pipeline, cuda=True)
 
 
 def test_ns_train_set_up_stops_on_missing_weights_with_one_line_and_exit_2(fake_dataset, offline_torch_hub, capsys):

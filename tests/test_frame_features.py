@@ -158,7 +158,7 @@ def test_missing_weights_name_the_model_and_the_switch():
         load_backbone(config, "cpu")
     message = str(error.value)
     assert "facebook/dinov2-small" in message
-    assert "ds4d-base" in message and "--pipeline.model.frame-features none" in message
+    assert "ds4d-base" in message and "--pipeline.datamanager.frame-features.mode none" in message
 
 
 def test_random_init_builds_the_published_architecture_offline():
@@ -221,3 +221,83 @@ def test_cache_key_changes_with_images_model_and_resolution(fake_dataset, tiny_d
     image = grid.image_paths[1][1]
     image.write_bytes(image.read_bytes() + b"\0")  # any change of an image's bytes
     assert cache_key(grid, config) != key
+
+
+# ---------------------------------------------------------------- the feature bank
+def _train_dataset(data: Path):
+    from ds4d_ns.data.datamanager import Ds4dDataset
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+
+    return Ds4dDataset(Ds4dDataParserConfig(data=data).setup().get_dataparser_outputs("train"))
+
+
+@pytest.mark.parametrize(
+    ("mode", "reduction"), [("dsfd", "pca"), ("frame", "pca"), ("dsfd", "linear"), ("frame", "linear")]
+)
+def test_a_bank_for_a_checkpoint_has_the_extracted_shape_without_the_backbone(
+    fake_dataset, tiny_dinov2: Path, tmp_path, monkeypatch, mode, reduction
+):
+    """ns-eval, ns-render and the viewer build the model before loading its checkpoint: the bank they hand it has
+    the trained maps' shape and the dataset's cameras, worked out from the configuration with no backbone."""
+    from ds4d_ns.features import frame_features
+    from ds4d_ns.features.feature_bank import FrameFeaturesConfig, build_feature_bank, empty_feature_bank
+
+    dataset = _train_dataset(fake_dataset(frames=3, size=28, pseudo_views=2))
+    extractor = FrameFeatureExtractorConfig(model_id=str(tiny_dinov2), image_size=56, cache_dir=tmp_path / "cache")
+    config = FrameFeaturesConfig(mode=mode, reduction=reduction, dim=4, extractor=extractor)
+    built = build_feature_bank(dataset, config, "cpu")
+
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("loading a checkpoint needs no backbone")
+
+    monkeypatch.setattr(frame_features, "load_backbone", no_backbone)
+    monkeypatch.setattr(frame_features, "extract_raw_features", no_backbone)
+    empty = empty_feature_bank(dataset, config)
+    assert empty.maps.shape == built.maps.shape and empty.maps.dtype == built.maps.dtype
+    assert empty.dynamic_magnitude.shape == built.dynamic_magnitude.shape
+    assert built.channels == {"pca": 4, "linear": 16 * (2 if mode == "dsfd" else 1)}[reduction]
+    for name in ("times", "viewmats", "intrinsics"):
+        torch.testing.assert_close(getattr(empty, name), getattr(built, name))
+    assert (empty.width, empty.height, empty.front_view) == (built.width, built.height, built.front_view)
+
+
+def test_ds4d_viz_colours_the_gaussians_by_the_weights_the_model_samples(fake_dataset, tiny_dinov2: Path, monkeypatch):
+    """With features sampled at deformed centres, ds4d-viz shows the fusion weights of the model's own sampling
+    (at centres deformed by a first pass fed the canonical centres' features), not weights re-sampled at the
+    final deformed centres."""
+    from ds4d_ns.ds4d_model import Ds4dModelConfig
+    from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FrameFeaturesConfig, empty_feature_bank
+    from ds4d_ns.rendering import rasterize
+    from ds4d_ns.scripts.viz import VizFeatures, heat_colors
+
+    dataset = _train_dataset(fake_dataset(frames=3, size=28, pseudo_views=2))
+    extractor = FrameFeatureExtractorConfig(model_id=str(tiny_dinov2), image_size=56)
+    config = FrameFeaturesConfig(mode="dsfd", fusion="da", dim=4, sampling_points="deformed", extractor=extractor)
+    bank = empty_feature_bank(dataset, config)
+    torch.manual_seed(0)
+    bank.maps = torch.randn(bank.maps.shape).half()
+    model = Ds4dModelConfig(hexplane_resolution=4, hexplane_multires=(1,), hexplane_features=2).setup(
+        scene_box=dataset.scene_box, num_train_data=len(dataset), metadata={**dataset.metadata, FEATURE_BANK_KEY: bank}
+    )
+    with torch.no_grad():  # a deformation that moves the centres, and depends on the features
+        model.deformation.position_head[-1].weight.normal_(0.0, 0.5)
+    model.eval()
+    time = 0.5
+    with torch.no_grad():
+        expected = model.frame_features_at(time).view_weights
+        at_final_centres = model.frame_point_features(model.gaussians_at(time).means, time).view_weights
+    assert not torch.allclose(expected, at_final_centres, atol=1e-3)  # the two samplings do differ here
+
+    drawn = []
+    rasterize_gaussians = rasterize.rasterize_gaussians
+
+    def spy(**kwargs):
+        drawn.append(kwargs["colors"])
+        return rasterize_gaussians(**kwargs)
+
+    monkeypatch.setattr(rasterize, "rasterize_gaussians", spy)
+    VizFeatures(load_config=Path("unused.yml"), resolution=8)._weights(model, time)
+    normalised = expected / expected.max()
+    assert len(drawn) == bank.num_views
+    for view, colors in enumerate(drawn):
+        torch.testing.assert_close(colors, heat_colors(normalised[view]))

@@ -181,15 +181,16 @@ def test_weights_check_lists_every_missing_model_and_passes_with_local_ones(
         raise urllib.error.URLError("offline")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    model = make_ds4d_config(priors=True).pipeline.model
-    problems = missing_weights(model)
+    pipeline = make_ds4d_config(priors=True).pipeline
+    model = pipeline.model
+    problems = missing_weights(pipeline)
     assert len(problems) == 3
     assert "facebook/dinov2-small" in problems[0] and "VGG16" in problems[1] and "zero123" in problems[2]
-    model.feature_extractor.model_id = str(tiny_dinov2)
+    pipeline.datamanager.frame_features.extractor.model_id = str(tiny_dinov2)
     model.lpips_backbone = "random-init"
     model.sds.model_id = str(tiny_zero123)
-    assert missing_weights(model) == []
-    assert missing_weights(make_ds4d_config(frame_features="none", priors=False).pipeline.model) == []
+    assert missing_weights(pipeline) == []
+    assert missing_weights(make_ds4d_config(frame_features="none", priors=False).pipeline) == []
 
 
 def test_a_weight_applied_after_the_encoder_scales_value_and_gradient_alike():

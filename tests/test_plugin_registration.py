@@ -14,11 +14,12 @@ def test_method_and_dataparser_are_discovered():
     methods, _ = discover_methods()
     assert {"ds4d", "ds4d-ga", "ds4d-base", "ds4d-cpu", "ds4d-base-cpu"} <= set(methods)
     models = {name: methods[name].pipeline.model for name in ("ds4d", "ds4d-ga", "ds4d-base", "ds4d-cpu")}
-    assert (models["ds4d"].frame_features, models["ds4d"].feature_fusion) == ("dsfd", "da")
-    assert (models["ds4d-ga"].frame_features, models["ds4d-ga"].feature_fusion) == ("dsfd", "ga")
-    assert models["ds4d-base"].frame_features == "none"
-    assert models["ds4d-cpu"].frame_features == "dsfd"
-    assert models["ds4d"].feature_extractor.weights == "pretrained"  # random weights are never a default
+    features = {name: methods[name].pipeline.datamanager.frame_features for name in models}
+    assert (features["ds4d"].mode, features["ds4d"].fusion) == ("dsfd", "da")
+    assert (features["ds4d-ga"].mode, features["ds4d-ga"].fusion) == ("dsfd", "ga")
+    assert features["ds4d-base"].mode == "none" and not features["ds4d-base"].enabled
+    assert features["ds4d-cpu"].mode == "dsfd"
+    assert features["ds4d"].extractor.weights == "pretrained"  # random weights are never a default
     assert (models["ds4d"].lpips_loss_weight, models["ds4d"].sds_weight) == (1.0, 1.0)
     assert (models["ds4d-ga"].lpips_loss_weight, models["ds4d-ga"].sds_weight) == (1.0, 1.0)
     assert (models["ds4d-cpu"].lpips_loss_weight, models["ds4d-cpu"].sds_weight) == (1.0, 0.0)

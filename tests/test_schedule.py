@@ -24,7 +24,7 @@ def test_the_factory_takes_every_step_count_from_one_schedule():
 
 def test_the_datamanager_changes_stage_at_the_models_step(fake_dataset):
     config = make_ds4d_config(method_name="ds4d-base-cpu", static_steps=3, dynamic_steps=4, cpu=True, priors=False)
-    config.pipeline.model.frame_features = "none"
+    config.pipeline.datamanager.frame_features.mode = "none"
     config.pipeline.model.static_stage_steps = 2  # --pipeline.model.static-stage-steps 2
     config.pipeline.datamanager.dataparser.data = fake_dataset(frames=3)
     pipeline = config.pipeline.setup(device="cpu", test_mode="val")

@@ -58,8 +58,8 @@ def small_config(
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.camera_res_scale_factor = 0.5  # 32 px keeps the test short
     config.pipeline.model.eval_lpips = False
-    config.pipeline.model.feature_extractor.model_id = str(dinov2)
-    config.pipeline.model.feature_extractor.image_size = 56
+    config.pipeline.datamanager.frame_features.extractor.model_id = str(dinov2)
+    config.pipeline.datamanager.frame_features.extractor.image_size = 56
     config.save_config()
     return config
 
@@ -74,7 +74,8 @@ def trained_run(tmp_path_factory, scene: Path, tiny_dinov2: Path) -> TrainedRun:
     root = tmp_path_factory.mktemp("training")
     data = scene
     config = small_config(data, root / "outputs", tiny_dinov2, STATIC_STEPS, DYNAMIC_STEPS, "run")
-    assert config.pipeline.model.frame_features == "dsfd" and config.pipeline.model.feature_fusion == "da"
+    frame_features = config.pipeline.datamanager.frame_features
+    assert (frame_features.mode, frame_features.fusion) == ("dsfd", "da")
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     model = trainer.pipeline.model
@@ -154,21 +155,21 @@ def test_ds4d_viz_writes_heatmaps_and_fusion_weights(trained_run: TrainedRun, tm
 
 
 @pytest.mark.parametrize(
-    ("name", "factory_args", "model_overrides"),
+    ("name", "factory_args", "feature_overrides"),
     [
         ("ds4d-ga", {"fusion": "ga"}, {}),
         ("ds4d-base", {"frame_features": "none"}, {}),
         (
             "frame-front-linear-deformed",
             {"frame_features": "frame", "fusion": "front"},
-            {"feature_reduction": "linear", "feature_sampling_points": "deformed"},
+            {"reduction": "linear", "sampling_points": "deformed"},
         ),
     ],
 )
-def test_other_feature_configurations_train(scene, tiny_dinov2, tmp_path, name, factory_args, model_overrides):
+def test_other_feature_configurations_train(scene, tiny_dinov2, tmp_path, name, factory_args, feature_overrides):
     config = small_config(scene, tmp_path, tiny_dinov2, 3, 6, name, **factory_args)
-    for key, value in model_overrides.items():
-        setattr(config.pipeline.model, key, value)
+    for key, value in feature_overrides.items():
+        setattr(config.pipeline.datamanager.frame_features, key, value)
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     model = trainer.pipeline.model
@@ -192,6 +193,29 @@ def test_checkpoint_loads_with_weights_only(trained_run: TrainedRun):
     state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
     assert any(key.startswith("_model.deformation.") for key in state["pipeline"])
     assert any(key.startswith("_model.frame_point_features.") for key in state["pipeline"])
+
+
+def test_a_run_set_up_for_evaluation_has_the_checkpoints_feature_shapes_before_loading_it(
+    trained_run: TrainedRun, monkeypatch
+):
+    """eval_setup (ns-eval, ns-render, the viewer) builds the pipeline, then loads the checkpoint: the model is
+    built with feature buffers of the trained shape from the configuration, and no backbone runs."""
+    from ds4d_ns.features import frame_features
+    from ds4d_ns.scripts.loading import read_run_config
+
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("evaluation needs no feature backbone")
+
+    monkeypatch.setattr(frame_features, "load_backbone", no_backbone)
+    monkeypatch.setattr(frame_features, "extract_raw_features", no_backbone)
+    pipeline = read_run_config(trained_run.config_path).pipeline.setup(device="cpu", test_mode="test")
+    checkpoints = sorted((trained_run.config_path.parent / "nerfstudio_models").glob("step-*.ckpt"))
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)["pipeline"]
+    built = {f"_model.{name}": value for name, value in pipeline.model.state_dict().items()}
+    features = [name for name in state if name.startswith("_model.frame_point_features.")]
+    assert features and all(built[name].shape == state[name].shape for name in features)
+    pipeline.load_pipeline(state, 0)
+    torch.testing.assert_close(pipeline.model.frame_point_features.maps, state["_model.frame_point_features.maps"])
 
 
 def test_ns_eval_reports_psnr_ssim_and_says_why_lpips_is_missing(trained_run: TrainedRun, tmp_path, capsys):

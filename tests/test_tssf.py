@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ds4d_ns import views
+from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig
 from ds4d_ns.fields.tssf import (
     DistanceAwareFusion,
     FramePointFeatures,
@@ -334,15 +335,17 @@ def _constant_frames(fusion="mean", out_dim=3):
     maps = torch.ones(frames, num_views, channels, 4, 4)
     maps[1] = 3.0
     return FramePointFeatures(
-        maps=maps,
-        dynamic_magnitude=torch.zeros(frames, num_views, 4, 4),
-        times=torch.tensor([0.0, 1.0]),
-        viewmats=IDENTITY_VIEW.expand(frames, num_views, 4, 4).clone(),
-        intrinsics=TOY_K.expand(frames, num_views, 3, 3).clone(),
-        width=SIZE,
-        height=SIZE,
-        fusion=fusion,
-        out_dim=out_dim,
+        FeatureBank(
+            config=FrameFeaturesConfig(mode="dsfd", fusion=fusion, dim=out_dim),
+            maps=maps,
+            dynamic_magnitude=torch.zeros(frames, num_views, 4, 4),
+            times=torch.tensor([0.0, 1.0]),
+            viewmats=IDENTITY_VIEW.expand(frames, num_views, 4, 4).clone(),
+            intrinsics=TOY_K.expand(frames, num_views, 3, 3).clone(),
+            width=SIZE,
+            height=SIZE,
+            front_view=0,
+        )
     )
 
 

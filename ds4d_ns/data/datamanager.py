@@ -5,6 +5,12 @@ so the deformation runs once per step and the rasteriser draws the views in one 
 During the static stage only the middle frame (``ds4d_ns.data.dataset_format.canonical_frame``) is
 served: the canonical Gaussians are the middle frame's shape (the seed points come from it too), and
 the deformation field learns the offsets from there once the dynamic stage starts.
+
+DS4D's frame features are a product of the data side: when ``frame_features`` is on, the datamanager
+builds the feature bank of the training images (``ds4d_ns.features.feature_bank``) and puts it in the
+training dataset's metadata, which nerfstudio hands to the model at construction. At training set-up
+the features are extracted (or read from their cache); when a trained run is loaded the bank's maps
+are zeros of the trained shape that the checkpoint fills, so no backbone weights are needed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from torch import Tensor
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, canonical_frame, decode_roles
+from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FrameFeaturesConfig
 
 
 class Ds4dDataset(InputDataset):
@@ -45,6 +52,9 @@ class Ds4dDatamanagerConfig(FullImageDatamanagerConfig):
     """Serves all training views of one timestamp per step."""
 
     _target: Type = field(default_factory=lambda: Ds4dDatamanager)
+    frame_features: FrameFeaturesConfig = field(default_factory=FrameFeaturesConfig)
+    """DS4D's frame features (DINOv2, DSFD, TSSF): built here from the training images for the model;
+    ``--pipeline.datamanager.frame-features.mode none`` turns them off."""
     frame_sampling_seed: int = 0
     """Seed of the shuffled order in which frames are served in the dynamic stage."""
     pseudo_views_per_step: Optional[int] = None
@@ -77,6 +87,17 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
         self._frame_batches: Dict[Tuple[int, ...], Tuple[Cameras, Dict[str, Tensor]]] = {}
         roles = decode_roles(cameras.metadata.get("role"), len(frame_of_image))
         self._is_pseudo = (roles == ROLE_CODES["pseudo"]).tolist()
+        if config.frame_features.enabled:
+            self.train_dataset.metadata[FEATURE_BANK_KEY] = self._feature_bank(config.frame_features)
+
+    def _feature_bank(self, config: FrameFeaturesConfig):
+        from ds4d_ns.features.feature_bank import build_feature_bank, empty_feature_bank
+
+        # nerfstudio's trainer sets up with test_mode "val"; eval_setup ("test", "inference") loads a
+        # checkpoint, which holds the maps: then no backbone runs and none is needed.
+        if self.test_mode == "val":
+            return build_feature_bank(self.train_dataset, config, self.device)
+        return empty_feature_bank(self.train_dataset, config)
 
     def _load_images(self, split: Literal["train", "eval"], cache_images_device: Literal["cpu", "gpu"]):
         # "cpu" caching pins the images' memory for fast copies to a GPU, and pinning fails without

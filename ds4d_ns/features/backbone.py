@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -70,6 +70,28 @@ class FrameFeatureExtractorConfig:
         return self.model_id
 
 
+def backbone_geometry(config: FrameFeatureExtractorConfig) -> Tuple[int, int]:
+    """``(channels, patch size)`` of the backbone's patch features, read from its configuration, not its weights.
+
+    Raises:
+        FeatureBackboneUnavailable: the model is not a published DINOv2 and its ``config.json`` cannot be read.
+    """
+    from transformers import AutoConfig, Dinov2Config
+
+    if config.model_id in DINOV2_ARCHITECTURES:
+        architecture = Dinov2Config(**DINOV2_ARCHITECTURES[config.model_id])  # type: ignore[arg-type]
+    else:
+        try:
+            architecture = AutoConfig.from_pretrained(config.model_id)
+        except (OSError, ValueError) as err:
+            raise FeatureBackboneUnavailable(
+                f"The frame features' model '{config.model_id}' has no readable configuration ({type(err).__name__}); "
+                "its config.json gives the feature maps' shape: put the model back where "
+                "--pipeline.datamanager.frame-features.extractor.model-id says."
+            ) from err
+    return int(architecture.hidden_size), int(architecture.patch_size)
+
+
 def load_backbone(config: FrameFeatureExtractorConfig, device: torch.device | str) -> torch.nn.Module:
     """The backbone in eval mode, fp16 on CUDA and fp32 elsewhere.
 
@@ -97,8 +119,8 @@ def load_backbone(config: FrameFeatureExtractorConfig, device: torch.device | st
             f"Frame features need the model '{config.model_id}' ({config.weights}), which could not be "
             f"loaded: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}\n"
             "Download it once with internet access (Hugging Face caches it), or point "
-            "--pipeline.model.feature-extractor.model-id at a local copy, or train without frame "
-            "features: `ns-train ds4d-base` (or --pipeline.model.frame-features none)."
+            "--pipeline.datamanager.frame-features.extractor.model-id at a local copy, or train without frame "
+            "features: `ns-train ds4d-base` (or --pipeline.datamanager.frame-features.mode none)."
         ) from err
     return model.to(device=device, dtype=dtype).eval()
 

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import List, Literal, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Literal, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # the bank's module imports FusionMode from here
+    from ds4d_ns.features.feature_bank import FeatureBank
 
 FusionMode = Literal["front", "mean", "ga", "da"]
 
@@ -178,46 +181,35 @@ def frame_bracket(times: Sequence[float] | Float[Tensor, " frames"], time: float
 class FramePointFeatures(nn.Module):
     """Frame feature maps of the training views, sampled at points and fused: TSSF as one module.
 
-    The maps, cameras and times are buffers, so a checkpoint carries them and a trained model
-    renders without the feature backbone. At a time between two frames, both frames' point
-    features are computed and blended linearly.
-
-    Args:
-        maps: ``[frames, views, channels, rows, cols]`` feature maps (see ``prepare_features``).
-        dynamic_magnitude: ``[frames, views, rows, cols]`` dynamic-feature norms, kept for visualisation.
-        times: ``[frames]`` sorted frame times.
-        viewmats, intrinsics: ``[frames, views, 4, 4]`` / ``[frames, views, 3, 3]`` OpenCV cameras.
-        width, height: image size the intrinsics refer to.
-        fusion: fusion mode.
-        out_dim: width of the fused feature; maps wider than this get a learned linear reduction.
-        front_view: index of the input view (from the views' roles); kept in checkpoints.
+    Built from the data side's feature bank (``ds4d_ns.features.feature_bank``): its maps, cameras and
+    times become buffers, so a checkpoint carries them and a trained model renders without the
+    feature backbone. The bank's configuration gives the fusion mode and the width of the fused
+    feature; maps wider than that get a learned linear reduction. At a time between two frames,
+    both frames' point features are computed and blended linearly.
     """
 
-    def __init__(
-        self,
-        maps: Float[Tensor, "frames views channels rows cols"],
-        dynamic_magnitude: Float[Tensor, "frames views rows cols"],
-        times: Float[Tensor, " frames"],
-        viewmats: Float[Tensor, "frames views 4 4"],
-        intrinsics: Float[Tensor, "frames views 3 3"],
-        width: int,
-        height: int,
-        fusion: FusionMode,
-        out_dim: int,
-        front_view: int = 0,
-    ) -> None:
+    def __init__(self, bank: FeatureBank) -> None:
         super().__init__()
-        self.register_buffer("maps", maps)
-        self.register_buffer("dynamic_magnitude", dynamic_magnitude)
-        self.register_buffer("times", times.float())
-        self.register_buffer("viewmats", viewmats.float())
-        self.register_buffer("intrinsics", intrinsics.float())
-        self.register_buffer("image_size", torch.tensor([width, height]))
-        self.register_buffer("front_view", torch.tensor(front_view))  # checkpoints say which view is the input
-        self.width, self.height = width, height  # Python copies: no device sync per step
-        channels = maps.shape[2]
-        self.reduction: Optional[nn.Linear] = nn.Linear(channels, out_dim) if channels != out_dim else None
-        self.fusion = make_fusion(fusion, maps.shape[1], out_dim, front_view)
+        self.register_buffer("maps", bank.maps)
+        self.register_buffer("dynamic_magnitude", bank.dynamic_magnitude)
+        self.register_buffer("times", bank.times.float())
+        self.register_buffer("viewmats", bank.viewmats.float())
+        self.register_buffer("intrinsics", bank.intrinsics.float())
+        self.register_buffer("image_size", torch.tensor([bank.width, bank.height]))
+        self.register_buffer("front_view", torch.tensor(bank.front_view))  # checkpoints say which view is the input
+        self.width, self.height = bank.width, bank.height  # Python copies: no device sync per step
+        out_dim = bank.config.dim
+        self.reduction: Optional[nn.Linear] = nn.Linear(bank.channels, out_dim) if bank.channels != out_dim else None
+        self.fusion = make_fusion(bank.config.fusion, bank.num_views, out_dim, bank.front_view)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        # Checkpoints written before the input view's index was kept put the input view first.
+        state_dict.setdefault(f"{prefix}front_view", torch.tensor(0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # The Python copies follow the loaded buffers.
+        self.width, self.height = (int(v) for v in self.image_size.tolist())
+        if hasattr(self.fusion, "front_view"):
+            self.fusion.front_view = int(self.front_view)
 
     @property
     def times_list(self) -> List[float]:

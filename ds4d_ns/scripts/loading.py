@@ -208,6 +208,8 @@ def load_trained_model(run: Union[Path, RunFolder]):
     """
     from nerfstudio.data.scene_box import SceneBox
 
+    from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, feature_bank_from_state
+
     run = run if isinstance(run, RunFolder) else resolve_run(run)
     check_checkpoint_folder(run.checkpoint_dir)
     path, state = load_newest_checkpoint(run.checkpoint_dir)
@@ -219,7 +221,10 @@ def load_trained_model(run: Union[Path, RunFolder]):
         model_config.hexplane_time_resolution = int(weights["deformation.hexplane.grids.0.plane_coefs.2"].shape[-2])
     except KeyError as err:
         raise CheckpointError(f"{path}: not a ds4d checkpoint (no {err.args[0]})") from err
-    model = model_config.setup(scene_box=SceneBox(aabb=aabb), num_train_data=0, metadata={}, device=_device())
+    # the frame features' bank (maps, cameras, times) is in the checkpoint: the model is built from it
+    bank = feature_bank_from_state(weights, run.config.pipeline.datamanager.frame_features)
+    metadata = {} if bank is None else {FEATURE_BANK_KEY: bank}
+    model = model_config.setup(scene_box=SceneBox(aabb=aabb), num_train_data=0, metadata=metadata, device=_device())
     model.to(_device())
     model.update_to_step(int(state["step"]))
     model.load_state_dict(weights)

@@ -73,10 +73,10 @@ class VizFeatures:
         if self.frames is not None and (not self.frames or min(self.frames) < 0):
             raise UserError(f"--frames must list frame indices from 0, got {list(self.frames)}")
         run = resolve_run(self.load_config)
-        if run.config.pipeline.model.frame_features == "none":
+        if not run.config.pipeline.datamanager.frame_features.enabled:
             raise UserError(
                 f"{self.load_config}: this run was trained without frame features "
-                "(frame_features='none'); nothing to visualise"
+                "(frame_features.mode none); nothing to visualise"
             )
         check_checkpoint_folder(run.checkpoint_dir)
         settings = {"load_config": str(self.load_config), "frames": self.frames, "resolution": self.resolution}
@@ -134,8 +134,7 @@ class VizFeatures:
 
         features = model.frame_point_features
         geometry = model.gaussians_at(time)
-        points = model.means if model.config.feature_sampling_points == "canonical" else geometry.means
-        weights = features(points, time).view_weights
+        weights = model.frame_features_at(time).view_weights  # sampled where the model samples them
         weights = weights / weights.max().clamp_min(1e-8)
         frame = int((features.times - time).abs().argmin())
         front = int(features.front_view)

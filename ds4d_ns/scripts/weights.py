@@ -93,11 +93,14 @@ def _download_zero123(model_id: str) -> None:
         ) from err
 
 
-def find_missing_weights(model_config) -> List[MissingWeight]:
-    """Every pretrained model ``model_config`` (a ``Ds4dModelConfig``) needs and cannot load."""
+def find_missing_weights(pipeline_config) -> List[MissingWeight]:
+    """Every pretrained model ``pipeline_config`` (a ds4d pipeline's: its datamanager's frame features, its
+    model's priors) needs and cannot load."""
     missing: List[MissingWeight] = []
-    features = model_config.feature_extractor
-    if model_config.frame_features != "none":
+    model_config = pipeline_config.model
+    frame_features = pipeline_config.datamanager.frame_features
+    features = frame_features.extractor
+    if frame_features.enabled:
         from ds4d_ns.features.backbone import load_backbone
 
         cached = features.weights == "pretrained" and _hub_cached(features.model_id, TRANSFORMERS_FILES)
@@ -105,7 +108,10 @@ def find_missing_weights(model_config) -> List[MissingWeight]:
         if problem:
             missing.append(
                 MissingWeight(
-                    f"DINOv2 '{features.model_id}'", "frame features", "--pipeline.model.frame-features none", problem
+                    f"DINOv2 '{features.model_id}'",
+                    "frame features",
+                    "--pipeline.datamanager.frame-features.mode none",
+                    problem,
                 )
             )
     if model_config.lpips_loss_weight > 0 and model_config.lpips_backbone == "pretrained":
@@ -129,9 +135,9 @@ def find_missing_weights(model_config) -> List[MissingWeight]:
     return missing
 
 
-def missing_weights(model_config) -> List[str]:
-    """Messages, one per pretrained model the configuration needs and cannot load."""
-    return [missing.detail for missing in find_missing_weights(model_config)]
+def missing_weights(pipeline_config) -> List[str]:
+    """Messages, one per pretrained model the pipeline configuration needs and cannot load."""
+    return [missing.detail for missing in find_missing_weights(pipeline_config)]
 
 
 def weightless_method(cuda: Optional[bool] = None) -> str:
@@ -153,14 +159,14 @@ def summarize_missing(missing: Sequence[MissingWeight], fallback: str) -> str:
     )
 
 
-def require_weights(model_config, cuda: Optional[bool] = None) -> None:
+def require_weights(pipeline_config, cuda: Optional[bool] = None) -> None:
     """Stop, listing all of them at once, when any pretrained model the run needs is missing.
 
     Raises:
         WeightsUnavailable: the message names every missing model, its switch and the fallback
             configuration for this machine.
     """
-    missing = find_missing_weights(model_config)
+    missing = find_missing_weights(pipeline_config)
     if missing:
         raise WeightsUnavailable(summarize_missing(missing, weightless_method(cuda)))
 
@@ -179,7 +185,7 @@ def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in methods:
         CONSOLE.print(f"usage: python -m ds4d_ns.scripts.weights METHOD, METHOD one of {escape(str(sorted(methods)))}")
         sys.exit(2)
-    missing = find_missing_weights(methods[sys.argv[1]].pipeline.model)
+    missing = find_missing_weights(methods[sys.argv[1]].pipeline)
     for problem in missing:
         CONSOLE.print(f"[yellow]{escape(problem.detail)}")
     if missing:
