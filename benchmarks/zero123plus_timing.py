@@ -61,6 +61,7 @@ def tiny_pipeline(config):
         RELEASE_CLIP_PROCESSOR,
         RELEASE_SCHEDULER,
         RELEASE_VAE_PROCESSOR,
+        Zero123PlusParts,
         Zero123PlusPipeline,
         _offline_tokenizer,
         _processor_class,
@@ -115,7 +116,7 @@ def tiny_pipeline(config):
             **{**RELEASE_CLIP_PROCESSOR, "size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}}
         ),
     }
-    return Zero123PlusPipeline(parts, torch.linspace(0.0, 1.0, 77), config, "cpu")
+    return Zero123PlusPipeline(Zero123PlusParts(**parts), torch.linspace(0.0, 1.0, 77), config, "cpu")
 
 
 def generate(pipeline, images: List[np.ndarray], batch: int):

@@ -54,7 +54,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -64,6 +64,11 @@ from torch import Tensor
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance.zero123 import CLIP_MEAN, CLIP_STD, STABLE_DIFFUSION_VAE
 from ds4d_ns.options import WeightsMode, Zero123PlusRelease
+
+if TYPE_CHECKING:  # annotations only: the loaders import diffusers and transformers when called
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+    from transformers.image_processing_utils import BaseImageProcessor
 
 LATENT_SHIFT, LATENT_SCALE = 0.22, 0.75
 """Zero123++ latents are ``(vae_latent * vae_scaling - 0.22) * 0.75``."""
@@ -287,28 +292,44 @@ class ReferenceAttentionProcessor:
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
+@dataclass
+class Zero123PlusParts:
+    """What a Zero123++ release is made of (the folders of its repository), loaded or built at random."""
+
+    vae: AutoencoderKL
+    unet: UNet2DConditionModel
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    vision_encoder: CLIPVisionModelWithProjection
+    scheduler: EulerAncestralDiscreteScheduler
+    vae_processor: BaseImageProcessor
+    """Pixels for the VAE (the release's ``feature_extractor_vae``; a ``CLIPImageProcessor``, PIL backend)."""
+    clip_processor: BaseImageProcessor
+    """Pixels for the CLIP vision encoder (``feature_extractor_clip``; the same class)."""
+
+
 class Zero123PlusPipeline:
     """Six pseudo views per input image (see the module docstring)."""
 
-    def __init__(self, parts: Dict[str, object], ramp: Tensor, config: Zero123PlusConfig, device) -> None:
+    def __init__(self, parts: Zero123PlusParts, ramp: Tensor, config: Zero123PlusConfig, device) -> None:
         self.config = config
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.vae, self.unet = parts["vae"], parts["unet"]
-        self.text_encoder, self.tokenizer = parts["text_encoder"], parts["tokenizer"]
-        self.vision_encoder, self.scheduler = parts["vision_encoder"], parts["scheduler"]
-        self.vae_processor, self.clip_processor = parts["vae_processor"], parts["clip_processor"]
+        self.vae, self.unet = parts.vae, parts.unet
+        self.text_encoder, self.tokenizer = parts.text_encoder, parts.tokenizer
+        self.vision_encoder, self.scheduler = parts.vision_encoder, parts.scheduler
+        self.vae_processor, self.clip_processor = parts.vae_processor, parts.clip_processor
         for module in (self.vae, self.unet, self.text_encoder, self.vision_encoder):
-            module.to(self.device, self.dtype).eval().requires_grad_(False)  # type: ignore[attr-defined]
+            module.to(self.device, self.dtype).eval().requires_grad_(False)
         self.ramp = ramp.to(self.device, self.dtype)
         self.reference = ReferenceAttentionState()
-        self.unet.set_attn_processor(  # type: ignore[attr-defined]
+        self.unet.set_attn_processor(
             {
                 name: ReferenceAttentionProcessor(name, self.reference) if name.endswith("attn1.processor") else proc
-                for name, proc in self.unet.attn_processors.items()  # type: ignore[attr-defined]
+                for name, proc in self.unet.attn_processors.items()
             }
         )
-        self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)  # type: ignore[attr-defined]
+        self.vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self._blank_posterior: Optional[Tuple[Tensor, Tensor]] = None
 
     # ------------------------------------------------------------------ loading
@@ -337,8 +358,8 @@ class Zero123PlusPipeline:
     def preprocess(self, images: Sequence[np.ndarray]) -> Tuple[Float[Tensor, "b 3 hv wv"], Float[Tensor, "b 3 hc wc"]]:
         """Pixels for the VAE and for CLIP, through the release's two processors."""
         rgb = [on_grey(image) for image in images]
-        vae_pixels = self.vae_processor(images=rgb, return_tensors="pt").pixel_values  # type: ignore[operator]
-        clip_pixels = self.clip_processor(images=rgb, return_tensors="pt").pixel_values  # type: ignore[operator]
+        vae_pixels = self.vae_processor(images=rgb, return_tensors="pt").pixel_values
+        clip_pixels = self.clip_processor(images=rgb, return_tensors="pt").pixel_values
         return vae_pixels, clip_pixels
 
     @torch.no_grad()
@@ -347,24 +368,21 @@ class Zero123PlusPipeline:
     ) -> Tuple[Float[Tensor, "twob 77 d"], Float[Tensor, "twob 4 hr wr"]]:
         """Text-plus-ramped-CLIP hidden states and reference latents, unconditional half first."""
         vae_pixels, clip_pixels = self.preprocess(images)
-        embeds = self.vision_encoder(pixel_values=clip_pixels.to(self.device, self.dtype)).image_embeds  # type: ignore[operator]
-        posterior = self.vae.encode(vae_pixels.to(self.device, self.dtype)).latent_dist  # type: ignore[attr-defined]
+        embeds = self.vision_encoder(pixel_values=clip_pixels.to(self.device, self.dtype)).image_embeds
+        posterior = self.vae.encode(vae_pixels.to(self.device, self.dtype)).latent_dist
         mean, std = posterior.mean.float(), posterior.std.float()
         reference = mean + std * self._randn(generators, mean.shape[1:])
         if self._blank_posterior is None or self._blank_posterior[0].shape[1:] != mean.shape[1:]:
             # the unconditional branch references a blank image (zeros after the processor), as in the release;
             # encoded alone, so that it is the same whatever the batch
-            blank = self.vae.encode(torch.zeros_like(vae_pixels[:1]).to(self.device, self.dtype)).latent_dist  # type: ignore[attr-defined]
+            blank = self.vae.encode(torch.zeros_like(vae_pixels[:1]).to(self.device, self.dtype)).latent_dist
             self._blank_posterior = (blank.mean.float(), blank.std.float())
         blank_mean, blank_std = self._blank_posterior
         blank_latents = blank_mean + blank_std * self._randn(generators, mean.shape[1:])
-        tokens = self.tokenizer(  # type: ignore[operator]
-            [""],
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            return_tensors="pt",  # type: ignore[attr-defined]
+        tokens = self.tokenizer(
+            [""], padding="max_length", max_length=self.tokenizer.model_max_length, return_tensors="pt"
         ).input_ids.to(self.device)
-        prompt = self.text_encoder(tokens).last_hidden_state.expand(len(images), -1, -1)  # type: ignore[operator]
+        prompt = self.text_encoder(tokens).last_hidden_state.expand(len(images), -1, -1)
         conditional = prompt + embeds[:, None, :] * self.ramp[: prompt.shape[1], None]
         # guidance: the unconditional half has no global embedding and a blank reference image
         return torch.cat([prompt, conditional]), torch.cat([blank_latents, reference])
@@ -393,48 +411,48 @@ class Zero123PlusPipeline:
         hidden, reference_latents = self.encode_condition(images, generators)
         tile, factor = self.config.tile_size, self.vae_factor
         grid = (3 * tile // factor, 2 * tile // factor)
-        self.scheduler.set_timesteps(self.config.num_inference_steps, device=self.device)  # type: ignore[attr-defined]
-        latents = self._randn(generators, (4, *grid)) * self.scheduler.init_noise_sigma  # type: ignore[attr-defined]
+        self.scheduler.set_timesteps(self.config.num_inference_steps, device=self.device)
+        latents = self._randn(generators, (4, *grid)) * self.scheduler.init_noise_sigma
         state = self.reference
-        anchoring = anchor is not None and self.config.temporal_anchor != "none"
-        recording = anchoring and not anchor.steps  # type: ignore[union-attr]
-        state.anchor_mode = self.config.temporal_anchor if anchoring else "none"
+        # the anchor frame's tokens per step: read, or recorded by this call when the cache is still empty
+        anchor_steps = anchor.steps if anchor is not None and self.config.temporal_anchor != "none" else None
+        recording = anchor_steps is not None and not anchor_steps
+        state.anchor_mode = self.config.temporal_anchor if anchor_steps is not None else "none"
         state.anchor_weight, state.batch = self.config.anchor_weight, batch
         state.grid_tokens = grid[0] * grid[1]
-        state.base_channels = int(self.unet.config.block_out_channels[0])  # type: ignore[attr-defined]
+        state.base_channels = int(self.unet.config.block_out_channels[0])
         try:
-            for index, timestep in enumerate(self.scheduler.timesteps):  # type: ignore[attr-defined]
+            for index, timestep in enumerate(self.scheduler.timesteps):
                 # the reference is noised afresh at every step, blank and condition image, from each image's generator
                 noise = self._randn(generators, (2, *reference_latents.shape[1:]))
                 noise = torch.cat([noise[:, 0], noise[:, 1]])
-                noisy_reference = self.scheduler.add_noise(  # type: ignore[attr-defined]
+                noisy_reference = self.scheduler.add_noise(
                     reference_latents, noise, timestep.reshape(1).expand(reference_latents.shape[0])
                 )
-                noisy_reference = self.scheduler.scale_model_input(noisy_reference, timestep)  # type: ignore[attr-defined]
+                noisy_reference = self.scheduler.scale_model_input(noisy_reference, timestep)
                 state.mode, state.tokens, state.anchor, state.record = "record", {}, None, None
-                self.unet(noisy_reference.to(self.dtype), timestep, encoder_hidden_states=hidden)  # type: ignore[operator]
+                self.unet(noisy_reference.to(self.dtype), timestep, encoder_hidden_states=hidden)
                 state.mode = "attend"
-                if recording:
-                    state.record = {}
-                elif anchoring:
-                    state.anchor = anchor.steps[index]  # type: ignore[union-attr]
-                model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2), timestep)  # type: ignore[attr-defined]
-                prediction = self.unet(  # type: ignore[operator]
-                    model_in.to(self.dtype), timestep, encoder_hidden_states=hidden
-                ).sample.float()
-                if recording:
-                    anchor.steps.append(state.record)  # type: ignore[union-attr,arg-type]
+                record: Optional[Dict[str, Tensor]] = {} if recording else None  # filled by the processors
+                if record is not None:
+                    state.record = record
+                elif anchor_steps is not None:
+                    state.anchor = anchor_steps[index]
+                model_in = self.scheduler.scale_model_input(torch.cat([latents] * 2), timestep)
+                prediction = self.unet(model_in.to(self.dtype), timestep, encoder_hidden_states=hidden).sample.float()
+                if record is not None and anchor_steps is not None:
+                    anchor_steps.append(record)
                 unconditional, conditional = prediction.chunk(2)
                 guided = unconditional + self.config.guidance_scale * (conditional - unconditional)
-                latents = self.scheduler.step(guided, timestep, latents, generator=generators).prev_sample  # type: ignore[attr-defined]
+                latents = self.scheduler.step(guided, timestep, latents, generator=generators).prev_sample
         finally:
             state.mode, state.tokens, state.anchor, state.record = "off", {}, None, None
         return self._decode_tiles(latents)
 
     def _decode_tiles(self, latents: Tensor) -> Float[Tensor, "b 6 tile tile 3"]:
-        scaling = float(getattr(self.vae.config, "scaling_factor", 0.18215))  # type: ignore[attr-defined]
+        scaling = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         vae_latents = (latents / LATENT_SCALE + LATENT_SHIFT) / scaling
-        image = self.vae.decode(vae_latents.to(self.dtype)).sample.float() * IMAGE_SCALE  # type: ignore[attr-defined]
+        image = self.vae.decode(vae_latents.to(self.dtype)).sample.float() * IMAGE_SCALE
         image = ((image.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)  # [b, 3 tiles high, 2 tiles wide, 3]
         tile = self.config.tile_size
         rows = image.reshape(image.shape[0], 3, tile, 2, tile, 3).permute(0, 1, 3, 2, 4, 5)
@@ -494,7 +512,7 @@ def _missing_message(model_id: str, why: str) -> str:
     )
 
 
-def _load_release(model_id: str) -> Tuple[Dict[str, object], Tensor]:
+def _load_release(model_id: str) -> Tuple[Zero123PlusParts, Tensor]:
     """The release's parts from a local folder, the Hugging Face cache or (only if the hub answers) the hub."""
     folder = Path(model_id).expanduser()
     if folder.is_dir():
@@ -535,24 +553,24 @@ def _cached_snapshot(model_id: str) -> Optional[Path]:
         return None
 
 
-def _release_parts(source: str) -> Tuple[Dict[str, object], Tensor]:
+def _release_parts(source: str) -> Tuple[Zero123PlusParts, Tensor]:
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
     processor = _processor_class()
-    parts: Dict[str, object] = {
-        "vae": AutoencoderKL.from_pretrained(source, subfolder="vae"),
-        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
-        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
-        "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
-        "vision_encoder": CLIPVisionModelWithProjection.from_pretrained(source, subfolder="vision_encoder"),
+    parts = Zero123PlusParts(
+        vae=AutoencoderKL.from_pretrained(source, subfolder="vae"),
+        unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
+        text_encoder=CLIPTextModel.from_pretrained(source, subfolder="text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(source, subfolder="tokenizer"),
+        vision_encoder=CLIPVisionModelWithProjection.from_pretrained(source, subfolder="vision_encoder"),
         # trailing spacing, as the release's README and STAG4D set it (the config says linspace)
-        "scheduler": EulerAncestralDiscreteScheduler.from_pretrained(
+        scheduler=EulerAncestralDiscreteScheduler.from_pretrained(
             source, subfolder="scheduler", timestep_spacing="trailing"
         ),
-        "vae_processor": processor.from_pretrained(source, subfolder="feature_extractor_vae"),
-        "clip_processor": processor.from_pretrained(source, subfolder="feature_extractor_clip"),
-    }
+        vae_processor=processor.from_pretrained(source, subfolder="feature_extractor_vae"),
+        clip_processor=processor.from_pretrained(source, subfolder="feature_extractor_clip"),
+    )
     ramp = torch.tensor(_model_index(source)["ramping_coefficients"], dtype=torch.float32)
     return parts, ramp
 
@@ -567,7 +585,7 @@ def _model_index(model_id: str) -> dict:
     return json.loads(Path(hf_hub_download(model_id, "model_index.json")).read_text())
 
 
-def _random_parts() -> Tuple[Dict[str, object], Tensor]:
+def _random_parts() -> Tuple[Zero123PlusParts, Tensor]:
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import (
         CLIPTextConfig,
@@ -579,17 +597,21 @@ def _random_parts() -> Tuple[Dict[str, object], Tensor]:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        parts: Dict[str, object] = {
-            "vae": AutoencoderKL(**STABLE_DIFFUSION_VAE),  # type: ignore[arg-type]
-            "unet": UNet2DConditionModel(**SD2_UNET),  # type: ignore[arg-type]
-            "text_encoder": CLIPTextModel(CLIPTextConfig(**OPENCLIP_H_TEXT)),
-            "vision_encoder": CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_H_VISION)),
-        }
-    parts["tokenizer"] = _offline_tokenizer(CLIPTokenizer)
-    parts["scheduler"] = EulerAncestralDiscreteScheduler(**RELEASE_SCHEDULER, timestep_spacing="trailing")  # type: ignore[arg-type]
+        vae = AutoencoderKL(**STABLE_DIFFUSION_VAE)
+        unet = UNet2DConditionModel(**SD2_UNET)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**OPENCLIP_H_TEXT))
+        vision_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_H_VISION))
     processor = _processor_class()
-    parts["vae_processor"] = processor(**RELEASE_VAE_PROCESSOR)
-    parts["clip_processor"] = processor(**RELEASE_CLIP_PROCESSOR)
+    parts = Zero123PlusParts(
+        vae=vae,
+        unet=unet,
+        text_encoder=text_encoder,
+        tokenizer=_offline_tokenizer(CLIPTokenizer),
+        vision_encoder=vision_encoder,
+        scheduler=EulerAncestralDiscreteScheduler(**RELEASE_SCHEDULER, timestep_spacing="trailing"),
+        vae_processor=processor(**RELEASE_VAE_PROCESSOR),
+        clip_processor=processor(**RELEASE_CLIP_PROCESSOR),
+    )
     ramp = torch.linspace(0.0, 1.0, 77)
     return parts, ramp
 
