@@ -215,8 +215,6 @@ def train(config) -> Path:
 
     A run whose final checkpoint exists (an earlier attempt trained it, and a later step failed) is kept.
     """
-    from nerfstudio.scripts.train import train_loop
-
     from ds4d_ns.io.checkpoints import checkpoint_name
 
     config_path = config.get_base_dir() / "config.yml"
@@ -225,12 +223,31 @@ def train(config) -> Path:
         return config_path
     config.save_config()  # as ns-train does first (the plugin settles device and schedule here)
     try:
-        train_loop(local_rank=0, world_size=1, config=config)
+        _train_loop(config)
     finally:
         forget_event_writers()
     if not final.is_file():
         raise RuntimeError(f"training ended without its final checkpoint {final}")
     return config_path
+
+
+def _train_loop(config) -> None:
+    """What nerfstudio's ``train_loop`` does in ns-train's single process: seed, set up, train.
+
+    Not imported from ``nerfstudio.scripts.train``: that module builds every nerfstudio method's
+    configuration on import (about 10 s on two cores), in every worker.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(config.machine.seed)
+    np.random.seed(config.machine.seed)
+    torch.manual_seed(config.machine.seed)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
 
 
 def evaluate(config_path: Path, output_dir: Path, metrics: Tuple[str, ...]) -> Dict[str, Any]:
@@ -325,13 +342,16 @@ def run_clip(job: ClipJob, settings: ClipSettings, out: Path, attempt: str) -> D
         render(config_path, clip_dir / "renders", settings)
         outputs["renders"] = str(clip_dir / "renders")
         outputs["splats"] = str(export_splats(config_path, clip_dir / "splats", settings.export_num_times))
-    except Exception as err:  # any failure is this clip's alone: recorded, and the batch goes on
+    except (Exception, SystemExit) as err:  # any failure is this clip's alone: recorded, and the batch goes on
+        # ns-train's set-up reports a user error by exiting (one line, status 2, ds4d_ns.errors): the error is
+        # the exit's context; in a Ray worker an exit would end the worker
+        cause = err.__context__ if isinstance(err, SystemExit) and err.__context__ is not None else err
         return ClipOutcome(
             "failed",
             (time.monotonic() - start) / 60.0,
             outputs,
             metrics,
-            f"{type(err).__name__}: {err}",
+            f"{type(cause).__name__}: {cause}",
             traceback.format_exc(),
             started,
         ).as_dict()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +175,7 @@ def check_clip_flags(config: BatchConfig, jobs: Sequence[ClipJob], methods: Dict
 
         for method, trainer_config in trained.items():
             try:
-                require_weights(trainer_config.pipeline.model)
+                require_weights(trainer_config.pipeline)
             except UserError as err:
                 raise UserError(f"--method {method}: {err}") from err
 
@@ -222,11 +224,27 @@ class _Display:
 def _run_sequential(todo: List[ClipJob], manifest: BatchManifest, settings: ClipSettings, display: _Display) -> None:
     out = manifest.out.absolute()
     for job in todo:
-        manifest.mark_running(job.name)
+        manifest.mark_running(job.name, where={"host": socket.gethostname(), "pid": os.getpid()})
         display.started()
         outcome = run_clip(job, settings, out, uuid.uuid4().hex)
         manifest.mark_finished(job.name, outcome)
         display.finished(job.name, outcome)
+
+
+def start_local_ray(ray, **options) -> None:
+    """``ray.init`` of a local instance; one that misses Ray's fixed 30 s start-up wait is started once more.
+
+    On a busy two-core machine Ray's own processes (GCS, raylet, its agents) took 8 to 42 s to start
+    (measured, Ray 2.60), and past 30 s ``ray.init`` gives up with a bare ``Exception``.
+    """
+    try:
+        ray.init(address=None, **options)
+    except Exception as err:  # Ray raises a bare Exception for this one
+        if "timed out during startup" not in str(err):
+            raise
+        CONSOLE.print("[yellow]Ray's local instance did not start in time (a busy machine?): starting it once more")
+        ray.shutdown()
+        ray.init(address=None, **options)
 
 
 class RayExecutor:
@@ -241,7 +259,7 @@ class RayExecutor:
             if config.ray_address is None:
                 options["num_cpus"] = config.ray_num_cpus
             try:
-                ray.init(address=config.ray_address, **options)
+                self._init(options)
             except ConnectionError as err:
                 raise UserError(
                     f"--ray-address {config.ray_address}: no Ray cluster answers ({err}); start one with "
@@ -252,6 +270,12 @@ class RayExecutor:
         except BaseException:
             self.close()
             raise
+
+    def _init(self, options: Dict[str, Any]) -> None:
+        if self.config.ray_address is None:
+            start_local_ray(self.ray, **options)
+        else:
+            self.ray.init(address=self.config.ray_address, **options)
 
     def _check_resources(self) -> None:
         resources = self.ray.cluster_resources()
@@ -280,10 +304,10 @@ class RayExecutor:
         if config.memory_gb_per_job > 0:
             options["memory"] = int(config.memory_gb_per_job * 2**30)
         # a killed worker fails its clip (recorded; a rerun retries it) rather than Ray rerunning it silently
-        task = ray.remote(run_clip).options(**options)
+        task = ray.remote(run_clip)
         attempts = {job.name: uuid.uuid4().hex for job in todo}
         refs = {
-            task.options(name=f"ds4d-batch {job.name}").remote(job, settings, out, attempts[job.name]): job
+            task.options(name=f"ds4d-batch {job.name}", **options).remote(job, settings, out, attempts[job.name]): job
             for job in todo
         }
         seen_running: set = set()

@@ -1,0 +1,297 @@
+"""``ds4d-batch``: JOBS checks, the manifest, and whole batches of tiny ds4d-synth clips on the CPU.
+
+The batches train ``ds4d-base-cpu`` (the CPU configuration, no pretrained weights) for 6 steps on three
+3-frame 32 px clips: on a local Ray instance with two CPUs (a clip corrupted on purpose fails alone, a
+rerun does only that one, a task whose worker is killed fails, and the rerun finishes it), and one after
+the other in-process without Ray (a clip left ``running`` by a killed batch is run again).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from ds4d_ns.batch import runner
+from ds4d_ns.batch.clip import TASK_MARKER, clip_folder, process_config
+from ds4d_ns.batch.jobs import ClipJob, JobsError, read_jobs
+from ds4d_ns.batch.manifest import MANIFEST_NAME, BatchManifest, BatchOutputError
+from ds4d_ns.batch.runner import SUMMARY_NAME, BatchConfig, run_batch
+from ds4d_ns.errors import UserError
+
+METHODS = ("ds4d", "ds4d-base-cpu")
+TINY_TRAINING = (
+    "--max-num-iterations 6 --pipeline.model.static-stage-steps 2 --pipeline.datamanager.camera-res-scale-factor 1.0"
+)
+
+
+def tiny_config(jobs: Path, out: Path, **overrides) -> BatchConfig:
+    """A batch of ds4d-base-cpu, 6 steps at 32 px, small eval and renders, CPU-only Ray tasks."""
+    options = dict(
+        method="ds4d-base-cpu",
+        train_args=TINY_TRAINING,
+        gpus_per_job=0.0,
+        cpus_per_job=1,
+        memory_gb_per_job=0.5,
+        eval_metrics=("psnr",),
+        render_resolution=32,
+        render_num_times=3,
+        orbit_frames=2,
+    )
+    options.update(overrides)
+    return BatchConfig(jobs=jobs, output=out, **options)
+
+
+def manifest_clips(out: Path) -> Dict[str, dict]:
+    return json.loads((out / MANIFEST_NAME).read_text())["clips"]
+
+
+def summary(out: Path) -> List[Dict[str, str]]:
+    with open(out / SUMMARY_NAME, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def synth_clips(tmp_path_factory) -> Path:
+    """Three tiny ds4d-synth datasets (3 frames, 32 px), made once; tests copy them."""
+    from ds4d_ns.scripts.synth import SynthConfig
+    from ds4d_ns.scripts.synth import main as synth
+
+    root = tmp_path_factory.mktemp("synth")
+    for index in range(3):
+        synth(SynthConfig(output=root / f"clip{index}", frames=3, resolution=32, seed=index, num_points=300, steps=30))
+    return root
+
+
+def copy_clips(synth_clips: Path, folder: Path, names=("clip0", "clip1", "clip2")) -> Path:
+    for name in names:
+        shutil.copytree(synth_clips / name, folder / name)
+    return folder
+
+
+def first_image(dataset: Path) -> Path:
+    frames = json.loads((dataset / "transforms.json").read_text())["frames"]
+    return dataset / frames[0]["file_path"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with two CPUs for this module's batches (its workers are reused between them)."""
+    ray = pytest.importorskip("ray")
+    runner.start_local_ray(ray, num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+# --- JOBS: every problem named before any work -------------------------------------------------------
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("input,speed\nclip0,1\n", "unknown columns ['speed']"),
+        ("name\nclip0\n", "no 'input' column"),
+        ("input\nclip0\nmissing\n", "line 3: input 'missing': no such file or folder"),
+        ("input,num_frames\nclip0,3\n", "line 2: num_frames is a ds4d-process option, but 'clip0' is a ready dataset"),
+        ("input,method\nclip0,nerfacto\n", "line 2: method 'nerfacto' is not a ds4d method"),
+        ("input,name\nclip0,a\nclip1,a\n", "two clips are named 'a'"),
+        ("input,name\nclip0,../up\n", "line 2: clip name '../up' cannot name a folder"),
+        ("input\nclip0,extra\n", "line 2: 2 values for 1 columns"),
+        ("input\nnotes.txt\n", "line 2: input 'notes.txt' is a file but not a video"),
+        ("", "empty"),
+    ],
+)
+def test_bad_jobs_csv_is_refused_naming_the_file_and_line(synth_clips, tmp_path, content, expected):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0", "clip1"))
+    (jobs / "notes.txt").write_text("not a clip")
+    csv_path = write_csv(jobs / "jobs.csv", content)
+    with pytest.raises(JobsError) as err:
+        read_jobs(csv_path, tmp_path / "out", METHODS)
+    assert expected in str(err.value) and str(csv_path) in str(err.value)
+
+
+def test_jobs_csv_reads_videos_frames_and_datasets_with_their_options(synth_clips, tmp_path):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0",))
+    (jobs / "frames").mkdir()
+    shutil.copy(first_image(jobs / "clip0"), jobs / "frames" / "0.png")
+    (jobs / "masks").mkdir()
+    (jobs / "walk.mp4").write_bytes(b"not decoded here")
+    csv_path = write_csv(
+        jobs / "jobs.csv",
+        "Input,name,num-frames,matting,masks,method\nwalk.mp4,,12,white,masks,ds4d\nframes,still,,,,\nclip0,,,,,\n",
+    )
+    clips = read_jobs(csv_path, tmp_path / "out", METHODS)
+    assert [(c.name, c.kind, c.method) for c in clips] == [
+        ("walk", "video", "ds4d"),
+        ("still", "frames", None),
+        ("clip0", "dataset", None),
+    ]
+    assert clips[0].process == {"num_frames": 12, "matting": "white", "masks": jobs / "masks"}
+    # --process-args first, the clip's own columns over them; ds4d-batch sets the input and output
+    config = process_config(clips[0], "--matting none --resolution 64 --model-id /weights/zero123plus", tmp_path / "d")
+    assert (config.input, config.output) == (jobs / "walk.mp4", tmp_path / "d")
+    assert (config.matting, config.num_frames, config.resolution) == ("white", 12, 64)
+    assert config.zero123plus.model_id == "/weights/zero123plus"
+    with pytest.raises(UserError, match="--process-args"):
+        process_config(clips[0], "--no-such-flag 1", tmp_path / "d")
+
+
+def test_jobs_folder_lists_clips_and_refuses_a_folder_that_is_not_one(synth_clips, tmp_path):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0", "clip1"))
+    (jobs / "readme.txt").write_text("ignored")
+    (jobs / "out").mkdir()  # OUT inside JOBS is not taken for a clip
+    (jobs / "out" / "x.png").write_bytes(b"")
+    clips = read_jobs(jobs, jobs / "out", METHODS)
+    assert [(c.name, c.kind) for c in clips] == [("clip0", "dataset"), ("clip1", "dataset")]
+    with pytest.raises(JobsError, match="lies inside OUT"):
+        read_jobs(jobs, jobs, METHODS)
+    (jobs / "empty").mkdir()
+    with pytest.raises(JobsError, match="empty/ is not a clip"):
+        read_jobs(jobs, tmp_path / "out", METHODS)
+
+
+def test_out_of_other_settings_or_other_files_is_refused(tmp_path):
+    job = ClipJob("a", tmp_path / "a", "dataset", "folder")
+    manifest = BatchManifest.open(tmp_path / "out", {"method": "ds4d"}, [job])
+    manifest.save()
+    with pytest.raises(BatchOutputError, match="other settings"):
+        BatchManifest.open(tmp_path / "out", {"method": "ds4d-ga"}, [job])
+    moved = ClipJob("a", tmp_path / "b", "dataset", "folder")
+    with pytest.raises(BatchOutputError, match="clip 'a'"):
+        BatchManifest.open(tmp_path / "out", {"method": "ds4d"}, [moved])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "holiday.jpg").write_bytes(b"")
+    with pytest.raises(BatchOutputError, match="not a ds4d-batch output"):
+        BatchManifest.open(tmp_path / "other", {"method": "ds4d"}, [job])
+
+
+def test_bad_flags_stop_the_batch_before_any_work(synth_clips, tmp_path):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0",))
+    bad = [
+        ({"gpus_per_job": 2.0}, "--gpus-per-job"),
+        ({"train_args": "--no-such-flag 3"}, "--train-args"),
+        ({"train_args": "--output-dir elsewhere"}, "sets output_dir"),
+        ({"method": "nerfacto"}, "--method 'nerfacto'"),
+        ({"eval_metrics": ("psnr", "sharpness")}, "--eval-metrics"),
+    ]
+    for overrides, expected in bad:
+        with pytest.raises(UserError, match=expected):
+            run_batch(tiny_config(jobs, tmp_path / "out", sequential=True, **overrides))
+    assert not (tmp_path / "out").exists()
+
+
+# --- whole batches -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ray_batch_one_corrupt_clip_fails_alone_and_a_rerun_does_only_it(synth_clips, tmp_path, local_ray):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs")
+    image = first_image(jobs / "clip1")
+    good_bytes = image.read_bytes()
+    image.write_bytes(good_bytes[: len(good_bytes) // 2])  # a truncated PNG: the dataparser names it
+    out = tmp_path / "out"
+
+    rows = run_batch(tiny_config(jobs, out))
+
+    assert [(r["clip"], r["status"]) for r in rows] == [("clip0", "done"), ("clip1", "failed"), ("clip2", "done")]
+    clips = manifest_clips(out)
+    assert image.name in clips["clip1"]["error"] and "Traceback" in clips["clip1"]["traceback"]
+    for name in ("clip0", "clip2"):
+        outputs = clips[name]["outputs"]
+        assert Path(outputs["config"]).is_file() and clips[name]["metrics"]["psnr"] > 5
+        assert sorted(p.name for p in Path(outputs["renders"]).glob("*.mp4")) == [
+            "back.mp4",
+            "front.mp4",
+            "left.mp4",
+            "orbit_t0.500.mp4",
+            "right.mp4",
+        ]
+        assert len(list(Path(outputs["splats"]).rglob("*.ply"))) == 3  # one splat per frame
+        assert clips[name]["worker"]["pid"] != os.getpid()  # ran in a Ray worker, not in this process
+    table = summary(out)
+    assert [r["status"] for r in table] == ["done", "failed", "done"] and float(table[0]["psnr"]) > 5
+    assert table[1]["error"] == clips["clip1"]["error"]
+
+    image.write_bytes(good_bytes)
+    done_config = Path(clips["clip0"]["outputs"]["config"])
+    stamp = done_config.stat().st_mtime_ns
+    rows = run_batch(tiny_config(jobs, out))
+
+    assert [r["status"] for r in rows] == ["done", "done", "done"]
+    clips = manifest_clips(out)
+    assert [clips[n]["attempts"] for n in ("clip0", "clip1", "clip2")] == [1, 2, 1]
+    assert done_config.stat().st_mtime_ns == stamp  # the clips done earlier were not touched
+    assert clips["clip1"]["error"] is None and clips["clip1"]["metrics"]["psnr"] > 5
+
+
+@pytest.mark.slow
+def test_ray_task_killed_fails_its_clip_and_the_rerun_finishes_it(synth_clips, tmp_path, local_ray):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0",))
+    out = tmp_path / "out"
+    marker = clip_folder(out, "clip0") / TASK_MARKER
+    result: Dict[str, object] = {}
+    batch = threading.Thread(target=lambda: result.update(rows=run_batch(tiny_config(jobs, out))))
+    batch.start()
+    deadline = time.monotonic() + 120
+    while not marker.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = json.loads(marker.read_text())["pid"]
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)  # the Ray worker running the clip's task (started by this test's Ray)
+    batch.join(timeout=120)
+
+    assert [r["status"] for r in result["rows"]] == ["failed"]
+    record = manifest_clips(out)["clip0"]
+    assert record["worker"]["pid"] == pid and "Worker" in record["error"]
+
+    rows = run_batch(tiny_config(jobs, out))
+    assert [r["status"] for r in rows] == ["done"]
+    assert manifest_clips(out)["clip0"]["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_without_ray_clips_run_in_process_and_a_clip_left_running_is_run_again(
+    synth_clips, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(runner, "ray_module", lambda: None)
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0", "clip2"))
+    out = tmp_path / "out"
+
+    rows = run_batch(tiny_config(jobs, out))
+
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert "pip install 'ds4d-ns[batch]'" in capsys.readouterr().out.replace("\n", "")
+    clips = manifest_clips(out)
+    assert all(record["worker"]["pid"] == os.getpid() for record in clips.values())  # in this process
+
+    # a batch killed while clip2 ran leaves it "running" in the manifest
+    content = json.loads((out / MANIFEST_NAME).read_text())
+    content["clips"]["clip2"]["state"] = "running"
+    (out / MANIFEST_NAME).write_text(json.dumps(content))
+    rows = run_batch(tiny_config(jobs, out))
+
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert "interrupted earlier" in capsys.readouterr().out.replace("\n", "")
+    clips = manifest_clips(out)
+    assert (clips["clip0"]["attempts"], clips["clip2"]["attempts"]) == (1, 2)
+
+
+def test_ray_cluster_without_the_gpus_asked_for_is_refused_before_any_work(synth_clips, tmp_path, local_ray):
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0",))
+    with pytest.raises(UserError, match="--gpus-per-job: each clip asks for more GPU"):
+        run_batch(tiny_config(jobs, tmp_path / "out", gpus_per_job=1.0))
+    assert not (tmp_path / "out").exists()
+    assert local_ray.is_initialized()  # a Ray instance the batch did not start is left running
