@@ -146,10 +146,10 @@ class PlaybackCache:
             self._state = state
         self._frame_keys = set(frame_times or ())
         bracket = bracketing_frames(time, frame_times) if mode == "frames" and frame_times else None
-        if bracket is None:
+        if bracket is None or not frame_times:  # (no bracket without frame times: this only tells the type checker)
             return self._cached(time, deform, bounded=True)
         i, j, weight = bracket
-        first = self._cached(float(frame_times[i]), deform, bounded=False)  # type: ignore[index]
+        first = self._cached(float(frame_times[i]), deform, bounded=False)
         if i == j:
             return first
-        return interpolate_geometry(first, self._cached(float(frame_times[j]), deform, bounded=False), weight)  # type: ignore[index]
+        return interpolate_geometry(first, self._cached(float(frame_times[j]), deform, bounded=False), weight)
