@@ -32,7 +32,7 @@ def main() -> None:
 
     import torch
 
-    from ds4d_ns import views
+    from ds4d_ns import camera_layouts
     from ds4d_ns.fields.deformation import DeformationField
     from ds4d_ns.fields.tssf import FramePointFeatures
     from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
@@ -40,11 +40,11 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     frames, channels, grid, size = 30, 32, 32, 256
-    layout = [views.input_view(), *views.zero123pp_v12_views()]
-    viewmats = opengl_c2w_to_opencv_viewmat(torch.stack([views.orbit_c2w(v) for v in layout]).float())
+    layout = [camera_layouts.input_view(), *camera_layouts.zero123pp_v12_views()]
+    viewmats = opengl_c2w_to_opencv_viewmat(torch.stack([camera_layouts.orbit_c2w(v) for v in layout]).float())
     intrinsics = []
     for view in layout:
-        focal = views.focal_from_fov(view.fov_deg, size)
+        focal = camera_layouts.focal_from_fov(view.fov_deg, size)
         intrinsics.append(torch.tensor([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]]))
     viewmats = viewmats[None].repeat(frames, 1, 1, 1)
     intrinsics = torch.stack(intrinsics)[None].repeat(frames, 1, 1, 1)

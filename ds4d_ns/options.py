@@ -17,4 +17,4 @@ SamplingPoints = Literal["canonical", "deformed"]
 WeightsMode = Literal["pretrained", "random-init"]
 """Weights of a pretrained network: the published ones, or random ones (tests and timing only)."""
 Zero123PlusRelease = Literal["v1.2", "v1.1"]
-"""Zero123++ release: sets the pseudo views' camera layout (``ds4d_ns.views``)."""
+"""Zero123++ release: sets the pseudo views' camera layout (``ds4d_ns.camera_layouts``)."""

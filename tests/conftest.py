@@ -13,7 +13,7 @@ from typing import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ds4d_ns import views  # noqa: E402
+from ds4d_ns import camera_layouts  # noqa: E402
 from ds4d_ns.data.dataset_format import PLY_NAME, view_layout, write_dataset  # noqa: E402
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic  # noqa: E402
 
@@ -30,7 +30,9 @@ def write_fake_dataset(
 ) -> Path:
     """A small valid dataset of random images on the real view layout."""
     rng = np.random.default_rng(seed)
-    layout = view_layout(views.zero123pp_v12_views()[:pseudo_views], views.consistent4d_eval_views()[:eval_views])
+    layout = view_layout(
+        camera_layouts.zero123pp_v12_views()[:pseudo_views], camera_layouts.consistent4d_eval_views()[:eval_views]
+    )
     for frame in range(frames):
         for view in layout:
             rgba = rng.integers(0, 256, size=(size, size, 4), dtype=np.uint8)

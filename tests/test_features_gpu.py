@@ -28,14 +28,14 @@ def test_fp16_extraction_on_cuda_matches_fp32_on_cpu(tiny_dinov2: Path):
 
 @pytest.mark.parametrize("fusion", ["mean", "ga", "da"])
 def test_point_features_on_cuda_match_the_cpu(fusion):
-    from ds4d_ns import views
+    from ds4d_ns import camera_layouts
     from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
     torch.manual_seed(0)
-    layout = [views.input_view(), *views.zero123pp_v12_views()[:3]]
-    c2w = torch.stack([views.orbit_c2w(v) for v in layout]).float()
+    layout = [camera_layouts.input_view(), *camera_layouts.zero123pp_v12_views()[:3]]
+    c2w = torch.stack([camera_layouts.orbit_c2w(v) for v in layout]).float()
     viewmats = opengl_c2w_to_opencv_viewmat(c2w)[None].repeat(3, 1, 1, 1)
-    focal = views.focal_from_fov(views.INPUT_FOVY_DEG, 64)
+    focal = camera_layouts.focal_from_fov(camera_layouts.INPUT_FOVY_DEG, 64)
     intrinsics = torch.tensor([[focal, 0, 32.0], [0, focal, 32.0], [0, 0, 1]])[None, None].repeat(3, 4, 1, 1)
     maps = torch.randn(3, 4, 8, 5, 5).half()
     module = FramePointFeatures(

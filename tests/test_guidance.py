@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.guidance import sds
 from ds4d_ns.guidance.anchoring import choose_condition, sample_sds_view
 from ds4d_ns.guidance.sds import TimestepSchedule
 from ds4d_ns.guidance.zero123 import GuidanceWeightsUnavailable, Zero123Guidance, Zero123GuidanceConfig
 from ds4d_ns.losses.perceptual import PerceptualWeightsUnavailable, build_lpips_vgg, lpips_distance
 
-PSEUDO_V12 = list(zip(views.ZERO123PP_V12_AZIMUTHS_DEG, views.ZERO123PP_V12_ELEVATIONS_DEG))
+PSEUDO_V12 = list(zip(camera_layouts.ZERO123PP_V12_AZIMUTHS_DEG, camera_layouts.ZERO123PP_V12_ELEVATIONS_DEG))
 
 
 # ---------------------------------------------------------------- SDS maths

@@ -266,7 +266,7 @@ def test_imported_pseudo_views_need_no_generator_and_keep_order_alpha_and_camera
 
     from PIL import Image
 
-    from ds4d_ns import views
+    from ds4d_ns import camera_layouts
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from ds4d_ns.process import zero123plus
 
@@ -290,7 +290,7 @@ def test_imported_pseudo_views_need_no_generator_and_keep_order_alpha_and_camera
             assert tile[0, 0, 3] == 0 and tile[12, 12, 3] == 255  # grey background keyed, alpha kept
             assert abs(int(tile[12, 12, 0]) - (20 * view + k)) <= 2  # tile order and frame order
     meta = json.loads((out / "transforms.json").read_text())
-    layout = views.zero123pp_views("v1.1")
+    layout = camera_layouts.zero123pp_views("v1.1")
     for record in meta["frames"]:
         if record["role"] == "pseudo":
             position = np.asarray(record["transform_matrix"])[:3, 3]

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 from ds4d_ns.schedulers import log_linear_factor
 from ds4d_ns.strategy import top_fraction_threshold
 
 
 def test_viewmat_puts_the_looked_at_point_in_front_of_an_opencv_camera():
-    c2w = torch.stack([views.orbit_c2w(v) for v in views.zero123pp_v12_views()])
+    c2w = torch.stack([camera_layouts.orbit_c2w(v) for v in camera_layouts.zero123pp_v12_views()])
     viewmats = opengl_c2w_to_opencv_viewmat(c2w)
     origin = torch.tensor([0.0, 0.0, 0.0, 1.0])
     in_camera = viewmats @ origin
-    radius = views.zero123pp_v12_views()[0].radius
+    radius = camera_layouts.zero123pp_v12_views()[0].radius
     torch.testing.assert_close(in_camera[:, :3], torch.tensor([0.0, 0.0, radius]).expand(6, 3), atol=1e-5, rtol=0)
     # world up (+z) projects upwards in the image, i.e. to negative OpenCV y
     up = viewmats @ torch.tensor([0.0, 0.0, 0.1, 1.0])
@@ -25,9 +25,11 @@ def test_viewmat_puts_the_looked_at_point_in_front_of_an_opencv_camera():
 
 
 def test_orbit_convention_front_camera_on_minus_y_and_azimuth_90_on_plus_x():
-    torch.testing.assert_close(views.orbit_position(0, 0, 2), torch.tensor([0.0, -2.0, 0.0]))
-    torch.testing.assert_close(views.orbit_position(90, 0, 2), torch.tensor([2.0, 0.0, 0.0]), atol=1e-6, rtol=0)
-    assert views.orbit_position(0, 30, 2)[2].item() == pytest.approx(1.0)
+    torch.testing.assert_close(camera_layouts.orbit_position(0, 0, 2), torch.tensor([0.0, -2.0, 0.0]))
+    torch.testing.assert_close(
+        camera_layouts.orbit_position(90, 0, 2), torch.tensor([2.0, 0.0, 0.0]), atol=1e-6, rtol=0
+    )
+    assert camera_layouts.orbit_position(0, 30, 2)[2].item() == pytest.approx(1.0)
 
 
 def test_log_linear_factor_reaches_the_final_rate_and_stays_there():

@@ -17,7 +17,7 @@ import torch
 import tyro
 from plyfile import PlyData
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.data.dataset_format import REQUIRED_FRAME_KEYS, TRANSFORMS_NAME
 from ds4d_ns.scripts.synth import SynthConfig, main
 from ds4d_ns.synth.generate import degrade_pseudo, render_views
@@ -125,9 +125,9 @@ def test_transforms_lists_every_view_of_every_frame(dataset: Path) -> None:
     assert meta["ply_file_path"] == "init.ply"
     assert meta["generator"] == "ds4d-synth" and meta["scene"] in SCENES and meta["seed"] == 3
     expected = {
-        "input": (views.input_view(),),
-        "pseudo": views.zero123pp_v12_views(),
-        "eval": views.consistent4d_eval_views(),
+        "input": (camera_layouts.input_view(),),
+        "pseudo": camera_layouts.zero123pp_v12_views(),
+        "eval": camera_layouts.consistent4d_eval_views(),
     }
     seen = set()
     for frame in frames:
@@ -136,8 +136,10 @@ def test_transforms_lists_every_view_of_every_frame(dataset: Path) -> None:
         assert frame["time"] == pytest.approx(frame["frame_index"] / (FRAMES - 1))
         assert frame["w"] == frame["h"] == RESOLUTION and frame["cx"] == frame["cy"] == RESOLUTION / 2
         orbit = expected[frame["role"]][frame["view_index"]]
-        assert frame["fl_x"] == frame["fl_y"] == pytest.approx(views.focal_from_fov(orbit.fov_deg, RESOLUTION))
-        np.testing.assert_allclose(np.asarray(frame["transform_matrix"])[:3], views.orbit_c2w(orbit).numpy(), atol=1e-6)
+        assert frame["fl_x"] == frame["fl_y"] == pytest.approx(camera_layouts.focal_from_fov(orbit.fov_deg, RESOLUTION))
+        np.testing.assert_allclose(
+            np.asarray(frame["transform_matrix"])[:3], camera_layouts.orbit_c2w(orbit).numpy(), atol=1e-6
+        )
         assert (dataset / frame["file_path"]).is_file()
         seen.add((frame["role"], frame["view_index"], frame["frame_index"]))
     assert len(seen) == len(frames)
@@ -226,7 +228,7 @@ def test_pseudo_noise_degrades_only_pseudo_views(reference: Path, tmp_path: Path
 
 
 def test_degrade_pseudo_is_seeded_per_view_and_frame() -> None:
-    image = render_views(get_scene("waving"), 0.5, [views.zero123pp_v12_views()[0]], RESOLUTION, steps=64)[0]
+    image = render_views(get_scene("waving"), 0.5, [camera_layouts.zero123pp_v12_views()[0]], RESOLUTION, steps=64)[0]
     assert degrade_pseudo(image, 0.0, 1, 0, 0) is image
     base = degrade_pseudo(image, 1.0, 1, 0, 0)
     assert torch.equal(base, degrade_pseudo(image, 1.0, 1, 0, 0))

@@ -253,7 +253,7 @@ def test_ds4d_render_writes_orbit_and_named_view_videos(trained_run: TrainedRun,
 def test_ns_render_camera_path_honours_render_time(trained_run: TrainedRun, tmp_path, monkeypatch):
     from nerfstudio.scripts.render import RenderCameraPath
 
-    from ds4d_ns import views
+    from ds4d_ns import camera_layouts
     from ds4d_ns.ds4d_model import Ds4dModel
 
     requested_times: List[float] = []
@@ -265,8 +265,8 @@ def test_ns_render_camera_path_honours_render_time(trained_run: TrainedRun, tmp_
 
     monkeypatch.setattr(Ds4dModel, "playback_geometry", spy)
     c2w = np.eye(4)
-    c2w[:3] = views.orbit_c2w(views.input_view()).numpy()
-    frame = {"camera_to_world": c2w.reshape(-1).tolist(), "fov": views.INPUT_FOVY_DEG, "aspect": 1.0}
+    c2w[:3] = camera_layouts.orbit_c2w(camera_layouts.input_view()).numpy()
+    frame = {"camera_to_world": c2w.reshape(-1).tolist(), "fov": camera_layouts.INPUT_FOVY_DEG, "aspect": 1.0}
     path = {
         "camera_type": "perspective",
         "render_height": 32,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig
 from ds4d_ns.fields.tssf import (
     DistanceAwareFusion,
@@ -72,9 +72,9 @@ def test_project_points_handles_several_views_at_once():
 
 def test_input_camera_projects_the_world_origin_to_the_image_centre():
     size = 64
-    view = views.input_view()
-    viewmat = opengl_c2w_to_opencv_viewmat(views.orbit_c2w(view)[None])
-    focal = views.focal_from_fov(view.fov_deg, size)
+    view = camera_layouts.input_view()
+    viewmat = opengl_c2w_to_opencv_viewmat(camera_layouts.orbit_c2w(view)[None])
+    focal = camera_layouts.focal_from_fov(view.fov_deg, size)
     intrinsics = torch.tensor([[[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]]])
     # The input camera sits at (0, -2, 0) looking at +y with z up: world +x is image right, world +z is image up.
     points = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.5]])

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.process.visual_hull import carve, occupancy_iou, sample_surface_points, surface_voxels, voxel_centres
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
 
 def _cameras(layout, size):
-    viewmats = opengl_c2w_to_opencv_viewmat(torch.stack([views.orbit_c2w(v) for v in layout]).float())
+    viewmats = opengl_c2w_to_opencv_viewmat(torch.stack([camera_layouts.orbit_c2w(v) for v in layout]).float())
     intrinsics = []
     for view in layout:
-        focal = views.focal_from_fov(view.fov_deg, size)
+        focal = camera_layouts.focal_from_fov(view.fov_deg, size)
         intrinsics.append(torch.tensor([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]]))
     return viewmats, torch.stack(intrinsics)
 
@@ -27,7 +27,7 @@ def _sphere_masks(layout, size, radius):
     """Exact silhouettes of a sphere at the origin (a disc of angular radius asin(r / d))."""
     masks = []
     for view in layout:
-        focal = views.focal_from_fov(view.fov_deg, size)
+        focal = camera_layouts.focal_from_fov(view.fov_deg, size)
         disc = focal * math.tan(math.asin(radius / view.radius))
         ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
         masks.append((((xs - size / 2) ** 2 + (ys - size / 2) ** 2) <= disc**2).float())
@@ -35,8 +35,8 @@ def _sphere_masks(layout, size, radius):
 
 
 def test_hull_of_a_sphere_seen_from_many_sides_is_close_to_the_sphere():
-    layout = [views.input_view(), *views.zero123pp_v12_views()]
-    layout += [views.OrbitView(az, 80.0, 2.0, 49.1) for az in (0.0, 120.0, 240.0)]  # from above too
+    layout = [camera_layouts.input_view(), *camera_layouts.zero123pp_v12_views()]
+    layout += [camera_layouts.OrbitView(az, 80.0, 2.0, 49.1) for az in (0.0, 120.0, 240.0)]  # from above too
     viewmats, intrinsics = _cameras(layout, 96)
     grid = carve(_sphere_masks(layout, 96, 0.4), viewmats, intrinsics, half_extent=0.6, resolution=48)
     truth = grid.centres.norm(dim=-1) <= 0.4
@@ -45,7 +45,7 @@ def test_hull_of_a_sphere_seen_from_many_sides_is_close_to_the_sphere():
 
 
 def test_a_voxel_outside_any_view_is_carved():
-    layout = [views.input_view()]
+    layout = [camera_layouts.input_view()]
     viewmats, intrinsics = _cameras(layout, 32)
     grid = carve([torch.ones(32, 32)], viewmats, intrinsics, half_extent=3.0, resolution=24)
     far_corner = grid.centres[0, 0, 0]

@@ -39,7 +39,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from ds4d_ns import views as camera_views
+from ds4d_ns import camera_layouts
 from ds4d_ns.io.writers import write_json_atomic
 
 Role = Literal["input", "pseudo", "eval"]
@@ -135,7 +135,7 @@ class DatasetView:
     """``input``, ``pseudo`` or ``eval``."""
     view_index: int
     """Index of the camera within its role."""
-    orbit: camera_views.OrbitView
+    orbit: camera_layouts.OrbitView
     """Where the camera is."""
 
     def image_path(self, frame_index: int) -> str:
@@ -148,10 +148,10 @@ class DatasetView:
 
 
 def view_layout(
-    pseudo: Sequence[camera_views.OrbitView] = (), evaluation: Sequence[camera_views.OrbitView] = ()
+    pseudo: Sequence[camera_layouts.OrbitView] = (), evaluation: Sequence[camera_layouts.OrbitView] = ()
 ) -> Tuple[DatasetView, ...]:
     """The views of every frame, in ``transforms.json`` order: the input view, the pseudo views, the eval views."""
-    layout: List[DatasetView] = [DatasetView("input", 0, camera_views.input_view())]
+    layout: List[DatasetView] = [DatasetView("input", 0, camera_layouts.input_view())]
     layout += [DatasetView("pseudo", i, view) for i, view in enumerate(pseudo)]
     layout += [DatasetView("eval", i, view) for i, view in enumerate(evaluation)]
     return tuple(layout)
@@ -201,10 +201,10 @@ def frame_record(
 
 def view_record(view: DatasetView, frame_index: int, num_frames: int, resolution: int, masks: bool = False):
     """The ``transforms.json`` entry of one view of one frame (square images of ``resolution`` pixels)."""
-    focal = camera_views.focal_from_fov(view.orbit.fov_deg, resolution)
+    focal = camera_layouts.focal_from_fov(view.orbit.fov_deg, resolution)
     return frame_record(
         view.image_path(frame_index),
-        camera_views.orbit_c2w(view.orbit).numpy(),
+        camera_layouts.orbit_c2w(view.orbit).numpy(),
         (focal, focal),
         (resolution / 2.0, resolution / 2.0),
         (resolution, resolution),

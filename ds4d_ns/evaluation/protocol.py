@@ -3,7 +3,7 @@
 What is scored (every choice below is the published one unless marked *ours*):
 
 * **Views.** Four held-out cameras at azimuths -75, 15, 105 and 195 degrees, elevation 0, radius 2,
-  vertical field of view 49.1 degrees, the input camera at azimuth 0 (``ds4d_ns.views``; the Consistent4D
+  vertical field of view 49.1 degrees, the input camera at azimuth 0 (``ds4d_ns.camera_layouts``; the Consistent4D
   paper, arXiv 2311.02848, and its test set). Views are named ``eval_0`` .. ``eval_3`` as in
   the public scripts' folders (``<object>/eval_<i>/<frame>.png``). Consistent4D scores 32 frames;
   STAG4D scored 30: the number of frames and views actually scored is part of every result (*ours*).
@@ -55,13 +55,13 @@ from typing import Dict, Literal, Tuple, get_args
 import numpy as np
 from jaxtyping import UInt8
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 
 PROTOCOL_RESOLUTION = 512
 """Side of the square frames every metric sees (Consistent4D's ground truth and scripts)."""
 CLIP_MODEL_ID = "openai/clip-vit-base-patch32"
 """The CLIP of the protocol (Consistent4D's ``compute_image_level_metrics.py``)."""
-EVAL_AZIMUTHS_DEG: Tuple[float, ...] = views.CONSISTENT4D_EVAL_AZIMUTHS_DEG
+EVAL_AZIMUTHS_DEG: Tuple[float, ...] = camera_layouts.CONSISTENT4D_EVAL_AZIMUTHS_DEG
 """Azimuths of the evaluation views, in the order of their names."""
 FVD_CLIP_LENGTH = 16
 """Frames per I3D clip: the length I3D FVD is defined on (Unterthiner et al. 2018; cd-fvd's default)."""

@@ -171,11 +171,11 @@ class DatasetEvalViews:
     """``view_index`` of each eval view."""
     poses: Tuple[Dict[str, float], ...]
     """Azimuth, elevation (degrees), radius and vertical field of view (degrees) of each view, read from
-    its first camera (conventions of ``ds4d_ns.views``)."""
+    its first camera (conventions of ``ds4d_ns.camera_layouts``)."""
 
 
 def camera_pose(c2w: np.ndarray, fy: float, height: float) -> Dict[str, float]:
-    """Orbit pose of an OpenGL camera-to-world matrix (the inverse of ``ds4d_ns.views.orbit_position``)."""
+    """Orbit pose of an OpenGL camera-to-world matrix (the inverse of ``ds4d_ns.camera_layouts.orbit_position``)."""
     x, y, z = (float(v) for v in np.asarray(c2w)[:3, 3])
     radius = math.sqrt(x * x + y * y + z * z)
     return {

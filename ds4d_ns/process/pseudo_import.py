@@ -11,7 +11,7 @@ Grids and folders are matched to the frames in natural order (digit runs compare
 one per source frame, or one per sampled frame when ``--num-frames``/``--start``/``--end`` select
 fewer. Images with a (not fully opaque) alpha channel keep it; RGB images are matted like
 generated views (the grey key, or rembg). Every entry is checked and decoded before any output is
-written. The views' cameras are the release's layout (``ds4d_ns.views``).
+written. The views' cameras are the release's layout (``ds4d_ns.camera_layouts``).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.progress import track
 from typing_extensions import Annotated
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.data.dataset_format import PLY_NAME, DatasetView, image_path, middle_frame, view_layout, write_dataset
 from ds4d_ns.io.output_folder import prepare_output_dir
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic
@@ -60,7 +60,7 @@ class ProcessConfig:
     """Source frame index to stop before; None = the end of the clip."""
     resolution: int = 256
     """Side of the square dataset images in pixels (Zero123++ is conditioned on the source-resolution crop)."""
-    fill: float = views.DEFAULT_FILL
+    fill: float = camera_layouts.DEFAULT_FILL
     """Share of the image side filled by the union of the object over the clip."""
     masks: Optional[Path] = None
     """Folder of foreground masks, one per source frame: matched by the number in their names when the
@@ -229,7 +229,7 @@ def process(config: ProcessConfig) -> Path:
     frames = [crop_rgba(image, crop, config.resolution) for image in rgba]
     imported = scan_pseudo_views(config.pseudo_views, clip, Path(config.input)) if config.pseudo_views else None
     # the framing makes the object's largest half-extent about fill * tan(fov / 2) * radius
-    half_extent = views.object_half_extent(config.fill)
+    half_extent = camera_layouts.object_half_extent(config.fill)
     mesh_points = (
         load_mesh_points(config.init_mesh, config.num_points, half_extent) if config.init_mesh is not None else None
     )
@@ -349,7 +349,9 @@ def _resize(rgba: np.ndarray, size: int) -> np.ndarray:
 
 def _dataset_views(config: ProcessConfig) -> Tuple[DatasetView, ...]:
     # v1.2's cameras frame a normalised object size: their radius follows the object's extent (--fill)
-    return view_layout(views.zero123pp_views(_release(config), half_extent=views.object_half_extent(config.fill)))
+    return view_layout(
+        camera_layouts.zero123pp_views(_release(config), half_extent=camera_layouts.object_half_extent(config.fill))
+    )
 
 
 def _write_initial_points(
@@ -372,8 +374,8 @@ def _write_initial_points(
     for view in layout:
         with Image.open(out / view.image_path(middle)) as pil:
             masks.append(torch.from_numpy(np.asarray(pil.convert("RGBA"))[..., 3] / 255.0).float())
-        viewmats.append(opengl_c2w_to_opencv_viewmat(views.orbit_c2w(view.orbit)[None].float())[0])
-        focal = views.focal_from_fov(view.orbit.fov_deg, config.resolution)
+        viewmats.append(opengl_c2w_to_opencv_viewmat(camera_layouts.orbit_c2w(view.orbit)[None].float())[0])
+        focal = camera_layouts.focal_from_fov(view.orbit.fov_deg, config.resolution)
         centre = config.resolution / 2.0
         intrinsics.append(torch.tensor([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]]))
     viewmats_t, intrinsics_t = torch.stack(viewmats), torch.stack(intrinsics)

@@ -1,7 +1,7 @@
 """Zero123++ pseudo views with our own diffusers pipeline (no remote code).
 
 Zero123++ (Shi et al. 2023) turns one image of an object into six views on a fixed camera layout,
-generated together as one 3 x 2 grid of 320 px tiles (``ds4d_ns.views`` has the cameras). It is a
+generated together as one 3 x 2 grid of 320 px tiles (``ds4d_ns.camera_layouts`` has the cameras). It is a
 Stable Diffusion 2 UNet (v-prediction) conditioned in two ways:
 
 * **Reference attention.** The condition image's VAE latent, noised to the current timestep, is
@@ -171,7 +171,7 @@ class Zero123PlusConfig:
 
     version: Zero123PlusRelease = "v1.2"
     """Release: v1.2 (fov 30, elevations 20/-10, normalised object size) or v1.1 (the input's framing,
-    elevations 30/-20; what STAG4D and DS4D use); cameras in ds4d_ns.views."""
+    elevations 30/-20; what STAG4D and DS4D use); cameras in ds4d_ns.camera_layouts."""
     model_id: Optional[str] = None
     """Hugging Face id or local folder in the release's layout; None uses sudo-ai's id for the version."""
     weights: WeightsMode = "pretrained"

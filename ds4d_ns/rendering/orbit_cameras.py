@@ -7,22 +7,24 @@ from typing import Sequence
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 
 
 def orbit_cameras(
     azimuths_deg: Sequence[float],
     times: Sequence[float],
     elevation_deg: float = 0.0,
-    radius: float = views.INPUT_RADIUS,
-    fov_deg: float = views.INPUT_FOVY_DEG,
+    radius: float = camera_layouts.INPUT_RADIUS,
+    fov_deg: float = camera_layouts.INPUT_FOVY_DEG,
     resolution: int = 512,
 ) -> Cameras:
     """One square pinhole camera per (azimuth, time) pair, looking at the origin."""
     if len(azimuths_deg) != len(times):
         raise ValueError(f"need one time per azimuth, got {len(azimuths_deg)} azimuths and {len(times)} times")
-    c2w = torch.stack([views.orbit_c2w(views.OrbitView(az, elevation_deg, radius, fov_deg)) for az in azimuths_deg])
-    focal = views.focal_from_fov(fov_deg, resolution)
+    c2w = torch.stack(
+        [camera_layouts.orbit_c2w(camera_layouts.OrbitView(az, elevation_deg, radius, fov_deg)) for az in azimuths_deg]
+    )
+    focal = camera_layouts.focal_from_fov(fov_deg, resolution)
     n = len(azimuths_deg)
     return Cameras(
         camera_to_worlds=c2w,

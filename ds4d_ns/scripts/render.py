@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import track
 from typing_extensions import Annotated
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 from ds4d_ns.errors import UserError, exit_on_user_error
 from ds4d_ns.io.checkpoints import check_checkpoint_folder
 from ds4d_ns.io.output_folder import prepare_output_dir
@@ -37,7 +37,7 @@ MANIFEST_NAME = "ds4d_render.json"
 """Lists the videos this command wrote in its output folder (see ``ds4d_ns.io.output_folder``)."""
 
 NAMED_AZIMUTHS: Dict[str, float] = {"front": 0.0, "right": 90.0, "back": 180.0, "left": 270.0}
-"""Azimuth of each named view (see ``ds4d_ns.views`` for the convention)."""
+"""Azimuth of each named view (see ``ds4d_ns.camera_layouts`` for the convention)."""
 
 
 @dataclass
@@ -51,9 +51,9 @@ class _RenderOptions:
     """Width and height of the square videos in pixels."""
     elevation_deg: float = 0.0
     """Camera elevation in degrees."""
-    radius: float = views.INPUT_RADIUS
+    radius: float = camera_layouts.INPUT_RADIUS
     """Camera distance from the object centre."""
-    fov_deg: float = views.INPUT_FOVY_DEG
+    fov_deg: float = camera_layouts.INPUT_FOVY_DEG
     """Field of view in degrees."""
     fps: int = 30
     """Frames per second of the videos."""

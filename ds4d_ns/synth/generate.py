@@ -1,7 +1,7 @@
 """Render a procedural scene into the ds4d dataset format (the ``ds4d-synth`` sample dataset).
 
 Per frame ``i`` of ``F`` (time ``i / (F - 1)``) the generator renders the input view, the six
-Zero123++ pseudo views and the four Consistent4D evaluation views of ``ds4d_ns.views``, writes
+Zero123++ pseudo views and the four Consistent4D evaluation views of ``ds4d_ns.camera_layouts``, writes
 them as RGBA PNGs, and finally writes ``transforms.json`` and an ``init.ply`` point cloud sampled
 on the middle frame's surface (standing in for a reconstruction model's points).
 
@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from ds4d_ns import views as camera_views
+from ds4d_ns import camera_layouts
 from ds4d_ns.data.dataset_format import (
     PLY_NAME,
     TRANSFORMS_NAME,
@@ -68,18 +68,18 @@ PSEUDO_FRAME_GAIN_STD = 0.03
 
 def dataset_views() -> Tuple[DatasetView, ...]:
     """The views rendered for every frame, in ``transforms.json`` order: input, pseudo, eval."""
-    return view_layout(camera_views.zero123pp_v12_views(), camera_views.consistent4d_eval_views())
+    return view_layout(camera_layouts.zero123pp_v12_views(), camera_layouts.consistent4d_eval_views())
 
 
-def view_rays(view: camera_views.OrbitView, resolution: int) -> Rays:
+def view_rays(view: camera_layouts.OrbitView, resolution: int) -> Rays:
     """All pixel rays of a square ``resolution`` image from an orbit camera."""
-    focal = camera_views.focal_from_fov(view.fov_deg, resolution)
+    focal = camera_layouts.focal_from_fov(view.fov_deg, resolution)
     centre = resolution / 2.0
-    return camera_rays(camera_views.orbit_c2w(view), focal, centre, centre, resolution, resolution)
+    return camera_rays(camera_layouts.orbit_c2w(view), focal, centre, centre, resolution, resolution)
 
 
 def render_views(
-    scene: Scene, t: float, orbits: Sequence[camera_views.OrbitView], resolution: int, steps: int
+    scene: Scene, t: float, orbits: Sequence[camera_layouts.OrbitView], resolution: int, steps: int
 ) -> Float[Tensor, "v h w 4"]:
     """Straight-alpha RGBA images of ``scene`` at time ``t``, all cameras traced as one batch."""
     rays = Rays.cat([view_rays(view, resolution) for view in orbits])

@@ -72,7 +72,7 @@ class TraceResult:
 def camera_rays(c2w: Float[Tensor, "3 4"], focal: float, cx: float, cy: float, width: int, height: int) -> Rays:
     """Rays through the centres of all pixels of a pinhole camera, row-major (v, then u).
 
-    ``c2w`` is OpenGL style (``ds4d_ns.views``): the camera looks down its -z axis, +y is up in the
+    ``c2w`` is OpenGL style (``ds4d_ns.camera_layouts``): the camera looks down its -z axis, +y is up in the
     image while pixel rows grow downwards, hence the minus sign on the y component.
     """
     v, u = torch.meshgrid(

@@ -1,7 +1,7 @@
 """Procedural animated scenes for ``ds4d-synth``, built from small signed-distance primitives.
 
 Every scene is a static-dominant object of about unit size centred at the origin (world z up,
-front facing the input camera on -y, see ``ds4d_ns.views``): most of it never moves and a small
+front facing the input camera on -y, see ``ds4d_ns.camera_layouts``): most of it never moves and a small
 part moves rigidly and smoothly with time ``t`` in [0, 1]. This is the DS4D paper's
 static-dominant case, where a method has to keep the static region sharp while it fits the motion.
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ds4d_ns import views
+from ds4d_ns import camera_layouts
 
 # STAG4D main.py set_fix_cam: orbit_camera(input_elevation + d, azimuth, radius=2) with fovy 49.1, in
 # its convention (y up, elevation negative above, azimuth 0 on +z turning towards +x)
@@ -30,18 +30,22 @@ def _instantmesh_position(azimuth: float, elevation: float, radius: float) -> np
 
 
 def test_v11_views_sit_where_stag4d_puts_them():
-    layout = views.zero123pp_views("v1.1")
-    positions = np.stack([views.orbit_position(v.azimuth_deg, v.elevation_deg, v.radius).numpy() for v in layout])
+    layout = camera_layouts.zero123pp_views("v1.1")
+    positions = np.stack(
+        [camera_layouts.orbit_position(v.azimuth_deg, v.elevation_deg, v.radius).numpy() for v in layout]
+    )
     expected = np.stack([_stag4d_position(el, az, 2.0) for el, az in STAG4D_V11])
     np.testing.assert_allclose(positions, expected, atol=1e-5)
     assert all(v.fov_deg == pytest.approx(49.1) for v in layout)
-    assert views.zero123pp_v11_views() == layout
+    assert camera_layouts.zero123pp_v11_views() == layout
 
 
 def test_v12_views_sit_where_instantmesh_puts_them_scaled_by_the_object():
     half_extent = 0.7
-    layout = views.zero123pp_views("v1.2", half_extent=half_extent)
-    positions = np.stack([views.orbit_position(v.azimuth_deg, v.elevation_deg, v.radius).numpy() for v in layout])
+    layout = camera_layouts.zero123pp_views("v1.2", half_extent=half_extent)
+    positions = np.stack(
+        [camera_layouts.orbit_position(v.azimuth_deg, v.elevation_deg, v.radius).numpy() for v in layout]
+    )
     expected = np.stack([_instantmesh_position(az, el, 4.0) for az, el in INSTANTMESH_V12]) * half_extent
     np.testing.assert_allclose(positions, expected, atol=1e-5)
     assert all(v.fov_deg == 30.0 for v in layout)
@@ -51,10 +55,12 @@ def test_v12_draws_the_object_at_one_size_whatever_the_input_framing():
     """A normalised object size: the share of the tile the object fills does not depend on --fill."""
     shares = []
     for fill in (0.5, 0.85, 0.95):
-        extent = views.object_half_extent(fill)
-        view = views.zero123pp_v12_views(extent)[0]
+        extent = camera_layouts.object_half_extent(fill)
+        view = camera_layouts.zero123pp_v12_views(extent)[0]
         shares.append(extent / (view.radius * math.tan(math.radians(view.fov_deg / 2))))
     assert shares == pytest.approx([1.0 / (4.0 * math.tan(math.radians(15.0)))] * 3)
     # the default layout is the one of an object filling ds4d-process's default share of the input image
-    assert views.zero123pp_v12_views() == views.zero123pp_v12_views(views.object_half_extent(0.85))
-    assert views.object_half_extent(1.0) == pytest.approx(2.0 * math.tan(math.radians(49.1 / 2)))
+    assert camera_layouts.zero123pp_v12_views() == camera_layouts.zero123pp_v12_views(
+        camera_layouts.object_half_extent(0.85)
+    )
+    assert camera_layouts.object_half_extent(1.0) == pytest.approx(2.0 * math.tan(math.radians(49.1 / 2)))
