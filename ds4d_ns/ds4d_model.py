@@ -9,8 +9,10 @@ What changes from :class:`SplatfactoModel` and why:
   step and the rasteriser draws every view in one call (gsplat on CUDA, a pure-torch
   rasteriser elsewhere).
 * Losses are per view with per-role weights (the input video is the truth, pseudo views are
-  a generator's guesses), plus an alpha loss and the HexPlane regularisers, and the paper's
-  generative priors: LPIPS (VGG) on the pseudo views and multi-view SDS with Zero123.
+  a generator's guesses), plus an alpha loss and the HexPlane regularisers. The paper's
+  generative priors (LPIPS on the pseudo views, multi-view SDS with Zero123) live in
+  :mod:`ds4d_ns.guidance.priors`; the model calls them with a render function that reuses the
+  step's deformed Gaussians, which the training outputs carry (``geometry``).
 
 Training has two stages: during the first ``static_stage_steps`` only the canonical Gaussians are
 fitted (the datamanager serves the middle frame); then the deformation field is switched on.
@@ -27,9 +29,8 @@ and nerfstudio hands it to the model at construction in the dataset's metadata; 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float
@@ -43,7 +44,6 @@ from nerfstudio.models.splatfacto import (
 )
 from nerfstudio.utils.rich_utils import CONSOLE
 from pytorch_msssim import SSIM, ssim
-from rich.markup import escape
 from torch import Tensor
 from torch.nn import Parameter
 
@@ -51,21 +51,13 @@ from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, frame_time, mi
 from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FeatureBank
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
-from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
+from ds4d_ns.guidance.priors import SdsConfig, TrainingPriors
 from ds4d_ns.losses.motion import weighted_l1
 from ds4d_ns.options import WeightsMode
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.strategy import TopFractionStrategy
-
-
-@dataclass
-class _TrainingPriors:
-    """Frozen networks used only by training losses, held outside the module tree."""
-
-    lpips: Optional[torch.nn.Module] = None
-    zero123: Optional[object] = None
 
 
 @dataclass
@@ -108,21 +100,8 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     are downloaded on first use). 0 turns the loss off."""
     lpips_backbone: WeightsMode = "pretrained"
     """VGG weights of the LPIPS loss; random-init is for tests and timing only."""
-    sds_weight: float = 0.0
-    """Weight of multi-view SDS with Zero123 (lambda_1 of the paper, which uses 1.0); 0 turns it off."""
-    sds_pseudo_condition_weight: float = 5e-5
-    """alpha_1: scale of SDS samples conditioned on a pseudo view. The paper gives no value; this keeps
-    SDS's share of the loss at STAG4D's ratio to the photometric term (1 to 20000)."""
-    sds_input_condition_weight: float = 5e-5
-    """alpha_2: scale of SDS samples conditioned on the input frame."""
-    sds_input_probability: float = 0.6
-    """Probability of conditioning on the input frame when the SDS view is not near the front (STAG4D)."""
-    sds_elevation_range: float = 30.0
-    """SDS views sit at the input's elevation plus an offset uniform in [-range, range] degrees (STAG4D)."""
-    sds_seed: int = 0
-    """Seed of the SDS view sampling."""
-    sds: Zero123GuidanceConfig = field(default_factory=Zero123GuidanceConfig)
-    """Zero123 model, guidance scale, timestep schedule and render resolution of SDS."""
+    sds: SdsConfig = field(default_factory=SdsConfig)
+    """Multi-view SDS with Zero123 (``--pipeline.model.sds.weight`` 0 turns it off): weights, views, model."""
     playback_cache: PlaybackMode = "frames"
     """Outside training (viewer, ds4d-render, ns-render, ds4d-eval), reuse deformed Gaussians: "frames"
     deforms each frame time once and blends the two neighbouring frames in between (linear means and
@@ -194,9 +173,7 @@ class Ds4dModel(SplatfactoModel):
         )
         self.frame_point_features = None if bank is None else FramePointFeatures(bank)
         self.feature_sampling_points = None if bank is None else bank.config.sampling_points
-        self._priors = _TrainingPriors()
-        self._sds_rng = random.Random(self.config.sds_seed)
-        self._step_geometry: Optional[Tuple[int, float, DeformedGaussians]] = None
+        self.priors: Optional[TrainingPriors] = None
         self._playback = PlaybackCache()
         # Splatfacto's parents read these; the camera optimizer is always "off" here.
         self.camera_optimizer = self.config.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
@@ -266,25 +243,15 @@ class Ds4dModel(SplatfactoModel):
             groups["feature_fusion"] = list(self.frame_point_features.parameters())
         return groups
 
-    # ------------------------------------------------------------------ generative priors
     def setup_training_priors(self) -> None:
-        """Load the LPIPS backbone and Zero123 when their losses are on (at training set-up).
-
-        They are kept outside the module tree (not in checkpoints, not needed to render).
+        """Load the networks of the LPIPS and SDS losses that are on (at training set-up; rendering never needs them).
 
         Raises:
-            PerceptualWeightsUnavailable, GuidanceWeightsUnavailable: weights missing; the message
-                names them and the switch that turns the loss off.
+            PerceptualWeightsUnavailable, GuidanceWeightsUnavailable: weights missing; the message names them
+                and the flag that turns the loss off.
         """
-        if self.config.lpips_loss_weight > 0:
-            from ds4d_ns.losses.perceptual import build_lpips_vgg
-
-            self._priors.lpips = build_lpips_vgg(self.config.lpips_backbone).to(self.device)
-        if self.config.sds_weight > 0:
-            from ds4d_ns.guidance.zero123 import Zero123Guidance
-
-            self._priors.zero123 = Zero123Guidance(self.config.sds, self.device)
-            CONSOLE.log(f"SDS guidance: {escape(self.config.sds.describe())}")
+        config = self.config
+        self.priors = TrainingPriors.load(config.lpips_loss_weight, config.lpips_backbone, config.sds, self.device)
 
     # ------------------------------------------------------------------ rendering
     @property
@@ -363,11 +330,10 @@ class Ds4dModel(SplatfactoModel):
 
     def _render_at_time(
         self, camera: Cameras, time: float, densify: bool = True, geometry: Optional[DeformedGaussians] = None
-    ) -> Dict[str, Tensor]:
+    ) -> Dict[str, Any]:
+        """Render cameras at one time (with ``geometry`` when given, else the Gaussians deformed to ``time``);
+        in training the outputs also carry the deformed Gaussians, under ``geometry``."""
         gaussians = self.playback_geometry(time) if geometry is None else geometry
-        if self.training:
-            # the step's SDS render reuses this deformation (same Gaussians, same time) instead of redoing it
-            self._step_geometry = (self.step, time, gaussians)
         means, quats, scales = gaussians.means, gaussians.quats, gaussians.scales
         opacities, features_dc, features_rest = self.opacities, self.features_dc, self.features_rest
         background = self._get_background_color()
@@ -407,7 +373,9 @@ class Ds4dModel(SplatfactoModel):
             self.info = info
             self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step, info)
         rgb = torch.clamp(render[..., :3] + (1.0 - alpha) * background, 0.0, 1.0)
-        outputs = {"rgb": rgb, "accumulation": alpha, "background": background}
+        outputs: Dict[str, Any] = {"rgb": rgb, "accumulation": alpha, "background": background}
+        if self.training:
+            outputs["geometry"] = gaussians  # the step's deformed Gaussians, which the priors' renders reuse
         if render_mode == "RGB+ED":
             depth = render[..., 3:4]
             outputs["depth"] = torch.where(alpha > 0, depth, depth.detach().max())
@@ -472,84 +440,28 @@ class Ds4dModel(SplatfactoModel):
         loss_dict = {"rgb_loss": (self._view_weights(batch, pred.shape[0]) * per_view).mean()}
         if gt_alpha is not None and self.config.mask_loss_weight > 0:
             loss_dict["mask_loss"] = self.config.mask_loss_weight * (outputs["accumulation"] - gt_alpha).square().mean()
-        if self.training and self._priors.lpips is not None:
-            loss_dict.update(self._lpips_loss(pred, gt_rgb, batch))
-        if self.training and self.dynamic_stage and self._priors.zero123 is not None:
-            loss_dict.update(self._sds_loss(batch))
+        if self.training and self.priors is not None:
+            geometry = outputs.get("geometry")  # the step's deformation: the priors' renders reuse it
+
+            def render(camera: Cameras) -> Dict[str, Tensor]:
+                return self._render_at_time(camera, float(batch["time"]), densify=False, geometry=geometry)
+
+            loss_dict.update(
+                self.priors.losses(
+                    pred,
+                    gt_rgb,
+                    batch,
+                    render=render,
+                    ground_truth=self._ground_truth,
+                    sds_step=self.step - self.config.static_stage_steps if self.dynamic_stage else None,
+                )
+            )
         if self.training and self.dynamic_stage:
             regularisers = self.deformation.hexplane.regularisers()
             loss_dict["plane_tv"] = self.config.plane_tv_weight * regularisers["plane_tv"]
             loss_dict["time_smoothness"] = self.config.time_smoothness_weight * regularisers["time_smoothness"]
             loss_dict["time_l1"] = self.config.time_l1_weight * regularisers["time_l1"]
         return loss_dict
-
-    def _lpips_loss(self, pred: Tensor, gt_rgb: Tensor, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """LPIPS between the pseudo views and their renders (the supplement's L_lpips)."""
-        from ds4d_ns.losses.perceptual import lpips_distance
-
-        pseudo = decode_roles(batch.get("role"), pred.shape[0]).to(self.device) == ROLE_CODES["pseudo"]
-        if not bool(pseudo.any()):
-            return {}
-        assert self._priors.lpips is not None
-        distance = lpips_distance(self._priors.lpips, pred[pseudo], gt_rgb[pseudo]).mean()
-        return {"lpips_loss": self.config.lpips_loss_weight * distance}
-
-    def _sds_loss(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        """Multi-view SDS on one random view at the batch's time, anchored on the input or a pseudo view."""
-        from ds4d_ns.guidance.anchoring import sample_sds_view, wrap_degrees
-        from ds4d_ns.guidance.sds import weight_after_encoder
-        from ds4d_ns.guidance.zero123 import Zero123Guidance
-        from ds4d_ns.rendering.orbit_cameras import orbit_cameras
-
-        guidance = self._priors.zero123
-        assert guidance is not None
-        positions = batch["camera_to_worlds"][:, :3, 3].float()
-        roles = decode_roles(batch.get("role"), positions.shape[0]).tolist()
-        radius = positions.norm(dim=-1)
-        elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
-        azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
-        input_index = roles.index(ROLE_CODES["input"])
-        pseudo_indices = [i for i, role in enumerate(roles) if role == ROLE_CODES["pseudo"]]
-        # azimuths relative to the input camera: "near the front" means near the input view
-        front = azimuths[input_index]
-        view = sample_sds_view(
-            self._sds_rng,
-            [(wrap_degrees(azimuths[i] - front), elevations[i]) for i in pseudo_indices],
-            input_elevation_deg=elevations[input_index],
-            elevation_range_deg=self.config.sds_elevation_range,
-            input_probability=self.config.sds_input_probability,
-        )
-        condition_index = input_index if view.condition is None else pseudo_indices[view.condition]
-        time = float(batch["time"])
-        camera = orbit_cameras(
-            [view.azimuth_deg + front],
-            [time],
-            elevation_deg=view.elevation_deg,
-            radius=float(radius[input_index]),
-            resolution=self.config.sds.resolution,
-        ).to(self.device)
-        step, step_time, geometry = self._step_geometry if self._step_geometry is not None else (None, None, None)
-        reuse = geometry if (step, step_time) == (self.step, time) else None
-        render = self._render_at_time(camera, time, densify=False, geometry=reuse)
-        white = torch.ones(3, device=self.device)
-        rgb = (render["rgb"] + (1.0 - render["accumulation"]) * (white - render["background"])).clamp(0, 1)  # on white
-        condition, _ = self._ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)
-        embeds, latents = guidance.embed_condition(condition)
-        pose = Zero123Guidance.pose_embedding(
-            torch.tensor([view.delta_elevation_deg]), torch.tensor([view.delta_azimuth_deg])
-        )
-        sds_step = self.step - self.config.static_stage_steps
-        alpha = (
-            self.config.sds_input_condition_weight
-            if view.condition is None
-            else self.config.sds_pseudo_condition_weight
-        )
-        weighted = weight_after_encoder(
-            rgb,
-            self.config.sds_weight * alpha,
-            lambda renders: guidance.sds_loss(renders, embeds, latents, pose, sds_step),
-        )
-        return {"sds_loss": weighted}
 
     def _lpips_metric(self) -> Optional[torch.nn.Module]:
         """LPIPS (VGG) built on first use; None, said once, when its weights cannot be loaded."""

@@ -134,6 +134,6 @@ class Ds4dTrainer(Trainer):
             CONSOLE.print(
                 f"[bold red]Training stopped: {escape(str(err))}. The parameters before this step were saved to "
                 f"{escape(str(self.checkpoint_dir))} (load them with --load-dir to resume, e.g. with a lower "
-                "--pipeline.model.sds-weight)."
+                "--pipeline.model.sds.weight)."
             )
             raise

@@ -17,7 +17,7 @@ The paper's ablation rows are switches of the config (see ``make_ds4d_config``):
 A: ``ds4d-base --pipeline.model.random-init True``; B: ``ds4d-base``; C: B with
 ``--pipeline.model.lpips-loss-weight 1``; D: ``ds4d`` with ``--pipeline.datamanager.frame-features.mode
 frame`` and ``.fusion front``; E: ``mode dsfd, fusion front``; F: ``dsfd, mean``; G: ``ds4d-ga``;
-H: ``ds4d``. (Add ``--pipeline.model.sds-weight 1`` to A-C to keep SDS in every row, as the paper's
+H: ``ds4d``. (Add ``--pipeline.model.sds.weight 1`` to A-C to keep SDS in every row, as the paper's
 baseline has it.)
 
 This module is an entry point that nerfstudio imports on every ``ns-train``: it imports only
@@ -36,6 +36,7 @@ from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.feature_bank import FrameFeaturesConfig
 from ds4d_ns.fields.tssf import FusionMode
+from ds4d_ns.guidance.priors import SdsConfig
 from ds4d_ns.options import FeatureMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
 from ds4d_ns.schedule import TrainingSchedule
@@ -92,7 +93,7 @@ def make_ds4d_config(
         hexplane_features=32 if not cpu else 16,
         num_random=10000 if not cpu else 2000,
         lpips_loss_weight=1.0 if priors else 0.0,
-        sds_weight=1.0 if priors and not cpu else 0.0,
+        sds=SdsConfig(weight=1.0 if priors and not cpu else 0.0),
     )
     datamanager = Ds4dDatamanagerConfig(
         dataparser=Ds4dDataParserConfig(),

@@ -98,6 +98,8 @@ def test_ds4d_process_carves_the_seed_points_on_the_middle_frame_training_uses(t
 
 def test_a_batch_without_roles_counts_as_input_views_for_every_loss(fake_dataset):
     """One default for a missing role: the photometric weight and LPIPS treat such views alike (as input)."""
+    from ds4d_ns.guidance.priors import SdsConfig, TrainingPriors
+
     datamanager = _datamanager(fake_dataset(frames=2, pseudo_views=2))
     model = _tiny_model(datamanager)
     model.config.pseudo_rgb_weight, model.config.input_rgb_weight = 0.25, 0.75
@@ -111,12 +113,12 @@ def test_a_batch_without_roles_counts_as_input_views_for_every_loss(fake_dataset
             CountingLpips.calls += 1
             return torch.zeros(a.shape[0], 1, 1, 1)
 
-    model._priors.lpips = CountingLpips()
+    priors = TrainingPriors(lpips_weight=1.0, sds=SdsConfig(), lpips=CountingLpips())
     images = torch.rand(3, 8, 8, 3)
-    assert model._lpips_loss(images, images, {}) == {}
+    assert priors.lpips_loss(images, images, None) == {}
     assert CountingLpips.calls == 0
-    labelled = {"role": torch.tensor([ROLE_CODES["input"], ROLE_CODES["pseudo"], ROLE_CODES["pseudo"]])}
-    assert "lpips_loss" in model._lpips_loss(images, images, labelled)
+    labelled = torch.tensor([ROLE_CODES["input"], ROLE_CODES["pseudo"], ROLE_CODES["pseudo"]])
+    assert "lpips_loss" in priors.lpips_loss(images, images, labelled)
 
 
 def test_the_input_views_index_survives_a_checkpoint(fake_dataset):

@@ -143,7 +143,7 @@ def test_missing_weights_are_reported_all_at_once_with_the_fallback_for_this_mac
     assert "\n" not in message
     for expected in ("DINOv2 'facebook/dinov2-small'", "VGG16", "Zero123 'ashawkey/zero123-xl-diffusers'"):
         assert expected in message
-    for switch in ("datamanager.frame-features.mode none", "model.lpips-loss-weight 0", "model.sds-weight 0"):
+    for switch in ("datamanager.frame-features.mode none", "model.lpips-loss-weight 0", "model.sds.weight 0"):
         assert f"--pipeline.{switch}" in message
     assert "`ns-train ds4d-base-cpu`" in message
     with pytest.raises(WeightsUnavailable, match=r"`ns-train ds4d-base`"):

@@ -12,8 +12,9 @@ import torch
 from ds4d_ns import camera_layouts
 from ds4d_ns.guidance import sds
 from ds4d_ns.guidance.anchoring import choose_condition, sample_sds_view
+from ds4d_ns.guidance.priors import SdsConfig
 from ds4d_ns.guidance.sds import TimestepSchedule
-from ds4d_ns.guidance.zero123 import GuidanceWeightsUnavailable, Zero123Guidance, Zero123GuidanceConfig
+from ds4d_ns.guidance.zero123 import GuidanceWeightsUnavailable, Zero123Guidance
 from ds4d_ns.losses.perceptual import PerceptualWeightsUnavailable, build_lpips_vgg, lpips_distance
 
 PSEUDO_V12 = list(zip(camera_layouts.ZERO123PP_V12_AZIMUTHS_DEG, camera_layouts.ZERO123PP_V12_ELEVATIONS_DEG))
@@ -90,7 +91,7 @@ def test_sampled_views_stay_in_range_and_mix_conditions():
 
 # ---------------------------------------------------------------- Zero123
 def test_zero123_loads_from_the_diffusers_layout_and_gives_finite_gradients(tiny_zero123: Path):
-    guidance = Zero123Guidance(Zero123GuidanceConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
+    guidance = Zero123Guidance(SdsConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
     condition = torch.rand(2, 20, 20, 3)
     embeds, latents = guidance.embed_condition(condition)
     assert embeds.shape == (2, 1, 16) and latents.shape == (2, 4, 8, 8)
@@ -104,7 +105,7 @@ def test_zero123_loads_from_the_diffusers_layout_and_gives_finite_gradients(tiny
 
 
 def test_zero123_sds_pushes_latents_along_the_guided_prediction(tiny_zero123: Path):
-    guidance = Zero123Guidance(Zero123GuidanceConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
+    guidance = Zero123Guidance(SdsConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
 
     class KnownUNet(torch.nn.Module):
         """Predicts 1 for the conditional half and 0 for the unconditional half."""
@@ -137,10 +138,10 @@ def test_zero123_pose_embedding_follows_zero123s_convention():
 
 
 def test_missing_zero123_weights_name_the_model_and_the_switch(tmp_path):
-    config = Zero123GuidanceConfig(model_id=str(tmp_path / "no-such-model"))
+    config = SdsConfig(model_id=str(tmp_path / "no-such-model"))
     with pytest.raises(GuidanceWeightsUnavailable) as error:
         Zero123Guidance(config, "cpu")
-    assert "no-such-model" in str(error.value) and "--pipeline.model.sds-weight 0" in str(error.value)
+    assert "no-such-model" in str(error.value) and "--pipeline.model.sds.weight 0" in str(error.value)
 
 
 # ---------------------------------------------------------------- LPIPS

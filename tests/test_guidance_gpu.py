@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ds4d_ns.guidance.zero123 import Zero123Guidance, Zero123GuidanceConfig
+from ds4d_ns.guidance.priors import SdsConfig
+from ds4d_ns.guidance.zero123 import Zero123Guidance
 from ds4d_ns.losses.perceptual import build_lpips_vgg, lpips_distance
 
 pytestmark = [
@@ -17,7 +18,7 @@ pytestmark = [
 
 
 def test_fp16_sds_on_cuda_gives_finite_gradients(tiny_zero123: Path):
-    guidance = Zero123Guidance(Zero123GuidanceConfig(model_id=str(tiny_zero123), resolution=16), "cuda")
+    guidance = Zero123Guidance(SdsConfig(model_id=str(tiny_zero123), resolution=16), "cuda")
     assert next(guidance.unet.parameters()).dtype == torch.float16
     embeds, latents = guidance.embed_condition(torch.rand(1, 20, 20, 3, device="cuda"))
     renders = torch.rand(1, 24, 24, 3, device="cuda", requires_grad=True)

@@ -20,10 +20,10 @@ def test_method_and_dataparser_are_discovered():
     assert features["ds4d-base"].mode == "none" and not features["ds4d-base"].enabled
     assert features["ds4d-cpu"].mode == "dsfd"
     assert features["ds4d"].extractor.weights == "pretrained"  # random weights are never a default
-    assert (models["ds4d"].lpips_loss_weight, models["ds4d"].sds_weight) == (1.0, 1.0)
-    assert (models["ds4d-ga"].lpips_loss_weight, models["ds4d-ga"].sds_weight) == (1.0, 1.0)
-    assert (models["ds4d-cpu"].lpips_loss_weight, models["ds4d-cpu"].sds_weight) == (1.0, 0.0)
-    assert (models["ds4d-base"].lpips_loss_weight, models["ds4d-base"].sds_weight) == (0.0, 0.0)
+    assert (models["ds4d"].lpips_loss_weight, models["ds4d"].sds.weight) == (1.0, 1.0)
+    assert (models["ds4d-ga"].lpips_loss_weight, models["ds4d-ga"].sds.weight) == (1.0, 1.0)
+    assert (models["ds4d-cpu"].lpips_loss_weight, models["ds4d-cpu"].sds.weight) == (1.0, 0.0)
+    assert (models["ds4d-base"].lpips_loss_weight, models["ds4d-base"].sds.weight) == (0.0, 0.0)
     assert models["ds4d"].sds.weights == "pretrained" and models["ds4d"].lpips_backbone == "pretrained"
     dataparsers, _ = discover_dataparsers()
     assert "ds4d-data" in dataparsers
@@ -53,13 +53,14 @@ def test_cli_configs_have_help_for_every_field():
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
     from ds4d_ns.ds4d_model import Ds4dModelConfig
     from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
-    from ds4d_ns.guidance.zero123 import Zero123GuidanceConfig
+    from ds4d_ns.features.feature_bank import FrameFeaturesConfig
+    from ds4d_ns.guidance.priors import SdsConfig
     from ds4d_ns.pipeline import Ds4dPipelineConfig
     from ds4d_ns.process.run import ProcessConfig
     from ds4d_ns.process.zero123plus import Zero123PlusConfig
 
     configs = (Ds4dModelConfig, Ds4dDataParserConfig, Ds4dDatamanagerConfig, FrameFeatureExtractorConfig)
-    for config in configs + (Zero123GuidanceConfig, Ds4dPipelineConfig, ProcessConfig, Zero123PlusConfig):
+    for config in configs + (FrameFeaturesConfig, SdsConfig, Ds4dPipelineConfig, ProcessConfig, Zero123PlusConfig):
         own = [f.name for f in fields(config) if f.name in config.__dict__.get("__annotations__", {})]
         for name in own:
             if name.startswith("_"):

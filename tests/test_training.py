@@ -313,10 +313,10 @@ def test_ds4d_export_writes_one_splat_ply_per_time(trained_run: TrainedRun, tmp_
 def test_lpips_and_sds_train_and_stay_finite(scene, tiny_dinov2, tiny_zero123, tmp_path):
     config = small_config(scene, tmp_path, tiny_dinov2, 2, 4, "priors", priors=True)
     model_config = config.pipeline.model
-    assert model_config.lpips_loss_weight == 1.0 and model_config.sds_weight == 0.0  # CPU: SDS off by default
+    assert model_config.lpips_loss_weight == 1.0 and model_config.sds.weight == 0.0  # CPU: SDS off by default
     model_config.lpips_backbone = "random-init"
-    model_config.sds_weight = 1.0
-    model_config.sds_pseudo_condition_weight = model_config.sds_input_condition_weight = 1.0
+    model_config.sds.weight = 1.0
+    model_config.sds.pseudo_condition_weight = model_config.sds.input_condition_weight = 1.0
     model_config.sds.model_id = str(tiny_zero123)
     model_config.sds.resolution = 16
     trainer = config.setup(local_rank=0, world_size=1)
@@ -360,7 +360,7 @@ def test_cpu_steps_serve_the_input_and_one_random_pseudo_view_after_the_static_s
 
 def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tmp_path, monkeypatch):
     config = small_config(scene, tmp_path, tiny_dinov2, 0, 1, "sds-grad", frame_features="none")
-    config.pipeline.model.sds_weight = 1.0
+    config.pipeline.model.sds.weight = 1.0
     config.pipeline.model.sds.model_id = str(tiny_zero123)
     config.pipeline.model.sds.resolution = 16
     config.pipeline.datamanager.pseudo_views_per_step = None  # the layout check below needs every pseudo view
@@ -379,7 +379,17 @@ def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tm
         return sample(rng, pseudo_views, **kwargs)
 
     monkeypatch.setattr(anchoring, "sample_sds_view", spy)
-    sds_only = model._sds_loss(batch)["sds_loss"]
+    outputs = model._render_at_time(cameras, float(batch["time"]), densify=False)  # the step's render, as get_outputs
+    geometries = []
+    render_at_time = model._render_at_time
+
+    def recording_render(camera, time, densify=True, geometry=None):
+        geometries.append(geometry)
+        return render_at_time(camera, time, densify=densify, geometry=geometry)
+
+    monkeypatch.setattr(model, "_render_at_time", recording_render)
+    sds_only = model.get_loss_dict(outputs, batch)["sds_loss"]
+    assert len(geometries) == 1 and geometries[0] is outputs["geometry"]  # the step's deformation, passed along
     # the Zero123++ v1.2 layout, relative to the input camera, as recovered from the batch's poses
     assert [round(az) for az, _ in seen["pseudo"]] == [30, 90, 150, -150, -90, -30]
     assert [round(el) for _, el in seen["pseudo"]] == [20, -10, 20, -10, 20, -10]

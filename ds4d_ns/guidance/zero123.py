@@ -19,8 +19,7 @@ our delta elevation; its azimuth turns the same way as ours (counter-clockwise s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -28,8 +27,9 @@ from torch import Tensor, nn
 
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance import sds
-from ds4d_ns.guidance.sds import TimestepSchedule
-from ds4d_ns.options import WeightsMode
+
+if TYPE_CHECKING:  # the config lives with the priors, which import this module only when SDS is on
+    from ds4d_ns.guidance.priors import SdsConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -95,36 +95,11 @@ def _camera_projection_class():
     return CameraProjection
 
 
-@dataclass
-class Zero123GuidanceConfig:
-    """Zero123 SDS guidance: model, classifier-free guidance, timestep schedule, resolution."""
-
-    model_id: str = "ashawkey/zero123-xl-diffusers"
-    """Hugging Face id or local folder in the diffusers layout (unet, vae, image_encoder,
-    clip_camera_projection, scheduler subfolders)."""
-    weights: WeightsMode = "pretrained"
-    """``pretrained`` loads the weights; ``random-init`` builds the architecture with random weights
-    (timing benchmarks only: its gradients are noise)."""
-    guidance_scale: float = 5.0
-    """Classifier-free guidance scale (STAG4D)."""
-    resolution: int = 256
-    """Renders are resized to this square size before VAE encoding (Zero123's training size)."""
-    schedule: TimestepSchedule = field(default_factory=TimestepSchedule)
-    """Timestep range, annealed over the SDS steps."""
-    gradient_clip: Optional[float] = 1.0
-    """Clamp of each latent-gradient entry (None: no clamp); non-finite entries are always zeroed."""
-
-    def describe(self) -> str:
-        if self.weights == "random-init":
-            return f"{self.model_id} [RANDOM weights, not pretrained]"
-        return self.model_id
-
-
 class Zero123Guidance:
     """Frozen Zero123 parts and the SDS loss. Deliberately not an ``nn.Module``: its billion
     parameters must stay out of the model's state dict and checkpoints."""
 
-    def __init__(self, config: Zero123GuidanceConfig, device: torch.device | str) -> None:
+    def __init__(self, config: SdsConfig, device: torch.device | str) -> None:
         self.config = config
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -211,7 +186,7 @@ class Zero123Guidance:
         return sds.sds_loss(latents, gradient)
 
 
-def _load_parts(config: Zero123GuidanceConfig):
+def _load_parts(config: SdsConfig):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -240,6 +215,6 @@ def _load_parts(config: Zero123GuidanceConfig):
             f"SDS needs the Zero123 model '{model_id}', which could not be loaded: {type(err).__name__}: "
             f"{first_line}\nDownload it once with internet access (Hugging Face caches it), point "
             "--pipeline.model.sds.model-id at a local copy in the diffusers layout, or train without SDS: "
-            "--pipeline.model.sds-weight 0 (or `ns-train ds4d-base`)."
+            "--pipeline.model.sds.weight 0 (or `ns-train ds4d-base`)."
         ) from err
     return unet, vae, image_encoder, projection, scheduler

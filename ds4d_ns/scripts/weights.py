@@ -89,7 +89,7 @@ def _download_zero123(model_id: str) -> None:
     except Exception as err:  # any hub, network or disk failure means "not available"
         raise WeightsUnavailable(
             f"SDS needs the Zero123 model '{model_id}', which could not be downloaded "
-            f"({type(err).__name__}); turn SDS off with --pipeline.model.sds-weight 0."
+            f"({type(err).__name__}); turn SDS off with --pipeline.model.sds.weight 0."
         ) from err
 
 
@@ -125,13 +125,13 @@ def find_missing_weights(pipeline_config) -> List[MissingWeight]:
             missing.append(
                 MissingWeight("torchvision VGG16", "LPIPS loss", "--pipeline.model.lpips-loss-weight 0", problem)
             )
-    if model_config.sds_weight > 0 and model_config.sds.weights == "pretrained":
+    if model_config.sds.weight > 0 and model_config.sds.weights == "pretrained":
         model_id = model_config.sds.model_id
         problem = None
         if not Path(model_id).is_dir() and not _hub_cached(model_id, ZERO123_FILES):
             problem = _first_failure(lambda: _download_zero123(model_id))
         if problem:
-            missing.append(MissingWeight(f"Zero123 '{model_id}'", "SDS", "--pipeline.model.sds-weight 0", problem))
+            missing.append(MissingWeight(f"Zero123 '{model_id}'", "SDS", "--pipeline.model.sds.weight 0", problem))
     return missing
 
 

@@ -1,0 +1,216 @@
+"""The paper's generative priors as one object the model calls: LPIPS on pseudo views and multi-view SDS.
+
+* LPIPS (VGG) between each pseudo view and its render (the DS4D supplement's L_lpips,
+  ``ds4d_ns.losses.perceptual``).
+* Multi-view SDS with Zero123 (``ds4d_ns.guidance.zero123``): after the static stage, each step renders
+  one random view at the step's time, anchored on the input frame or the nearest pseudo view
+  (``ds4d_ns.guidance.anchoring``, STAG4D's recipe), with the pose relative to that view.
+
+The networks are frozen and only training uses them: :class:`TrainingPriors` is not an ``nn.Module``,
+so they stay out of the model's state dict and checkpoints, and nothing needs them to render. The
+model hands :meth:`TrainingPriors.losses` a render function that draws cameras at the step's time
+with the step's deformed Gaussians, so SDS reuses the step's deformation instead of redoing it.
+
+This module is imported with the model (an entry point's dependency): lpips, diffusers and
+transformers load only when the priors are.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+
+import torch
+from jaxtyping import Float
+from nerfstudio.cameras.cameras import Cameras
+from torch import Tensor
+
+from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles
+from ds4d_ns.guidance.sds import TimestepSchedule
+from ds4d_ns.options import WeightsMode
+
+if TYPE_CHECKING:
+    from ds4d_ns.guidance.zero123 import Zero123Guidance
+
+RenderFunction = Callable[[Cameras], Dict[str, Tensor]]
+"""Renders cameras at the step's time with the step's deformed Gaussians: ``rgb``, ``accumulation``
+(``[V, H, W, C]``) and ``background``."""
+GroundTruthFunction = Callable[[Dict[str, Tensor], Tensor], Tuple[Tensor, Optional[Tensor]]]
+"""The model's ground truth of a batch composited over a background: ``[V, H, W, 3]`` and its alpha."""
+
+
+@dataclass
+class SdsConfig:
+    """Every setting of multi-view SDS with Zero123: its weights, the views it renders, the model and its schedule."""
+
+    weight: float = 0.0
+    """Weight of the whole SDS term (lambda_1 of the paper, which uses 1.0); 0 turns SDS off."""
+    pseudo_condition_weight: float = 5e-5
+    """alpha_1: scale of SDS samples conditioned on a pseudo view. The paper gives no value; this keeps
+    SDS's share of the loss at STAG4D's ratio to the photometric term (1 to 20000)."""
+    input_condition_weight: float = 5e-5
+    """alpha_2: scale of SDS samples conditioned on the input frame."""
+    input_probability: float = 0.6
+    """Probability of conditioning on the input frame when the SDS view is not near the front (STAG4D)."""
+    elevation_range: float = 30.0
+    """SDS views sit at the input's elevation plus an offset uniform in [-range, range] degrees (STAG4D)."""
+    seed: int = 0
+    """Seed of the SDS view sampling."""
+    model_id: str = "ashawkey/zero123-xl-diffusers"
+    """Hugging Face id or local folder of Zero123 in the diffusers layout (unet, vae, image_encoder,
+    clip_camera_projection, scheduler subfolders)."""
+    weights: WeightsMode = "pretrained"
+    """``pretrained`` loads the weights; ``random-init`` builds the architecture with random weights
+    (timing benchmarks only: its gradients are noise)."""
+    guidance_scale: float = 5.0
+    """Classifier-free guidance scale (STAG4D)."""
+    resolution: int = 256
+    """Renders are made at, and resized to, this square size for VAE encoding (Zero123's training size)."""
+    schedule: TimestepSchedule = field(default_factory=TimestepSchedule)
+    """Timestep range, annealed over the SDS steps."""
+    gradient_clip: Optional[float] = 1.0
+    """Clamp of each latent-gradient entry (None: no clamp); non-finite entries are always zeroed."""
+
+    def describe(self) -> str:
+        """The Zero123 model as every log line and result names it."""
+        if self.weights == "random-init":
+            return f"{self.model_id} [RANDOM weights, not pretrained]"
+        return self.model_id
+
+
+class TrainingPriors:
+    """The frozen networks of the prior losses and the state of SDS's view sampling.
+
+    Args:
+        lpips_weight: weight of the LPIPS loss.
+        sds: SDS settings.
+        lpips: LPIPS network (``build_lpips_vgg``), or None for no LPIPS loss.
+        zero123: Zero123 guidance, or None for no SDS.
+    """
+
+    def __init__(
+        self,
+        lpips_weight: float,
+        sds: SdsConfig,
+        lpips: Optional[torch.nn.Module] = None,
+        zero123: Optional[Zero123Guidance] = None,
+    ) -> None:
+        self.lpips_weight = lpips_weight
+        self.sds = sds
+        self.lpips = lpips
+        self.zero123 = zero123
+        self._view_rng = random.Random(sds.seed)
+
+    @classmethod
+    def load(
+        cls, lpips_weight: float, lpips_backbone: WeightsMode, sds: SdsConfig, device: torch.device | str
+    ) -> TrainingPriors:
+        """Load the networks of the losses that are on (a weight above 0).
+
+        Raises:
+            PerceptualWeightsUnavailable, GuidanceWeightsUnavailable: weights missing; the message names them
+                and the flag that turns the loss off.
+        """
+        lpips, zero123 = None, None
+        if lpips_weight > 0:
+            from ds4d_ns.losses.perceptual import build_lpips_vgg
+
+            lpips = build_lpips_vgg(lpips_backbone).to(device)
+        if sds.weight > 0:
+            from nerfstudio.utils.rich_utils import CONSOLE
+            from rich.markup import escape
+
+            from ds4d_ns.guidance.zero123 import Zero123Guidance
+
+            zero123 = Zero123Guidance(sds, device)
+            CONSOLE.log(f"SDS guidance: {escape(sds.describe())}")
+        return cls(lpips_weight, sds, lpips, zero123)
+
+    def losses(
+        self,
+        renders: Float[Tensor, "views h w 3"],
+        targets: Float[Tensor, "views h w 3"],
+        batch: Dict[str, Tensor],
+        render: RenderFunction,
+        ground_truth: GroundTruthFunction,
+        sds_step: Optional[int],
+    ) -> Dict[str, Tensor]:
+        """The prior terms of one training step.
+
+        Args:
+            renders: the batch's views as rendered.
+            targets: their ground truth, over the renders' background.
+            batch: the datamanager's batch (images, roles, camera poses, time).
+            render: draws cameras at the batch's time with the step's Gaussians.
+            ground_truth: the model's ground truth of a batch over a background (conditions SDS).
+            sds_step: steps since the dynamic stage began; None in the static stage (no SDS then).
+        """
+        loss_dict: Dict[str, Tensor] = {}
+        if self.lpips is not None:
+            loss_dict.update(self.lpips_loss(renders, targets, batch.get("role")))
+        if self.zero123 is not None and sds_step is not None:
+            loss_dict.update(self.sds_loss(batch, render, ground_truth, sds_step))
+        return loss_dict
+
+    def lpips_loss(
+        self, renders: Float[Tensor, "views h w 3"], targets: Float[Tensor, "views h w 3"], roles: Optional[Tensor]
+    ) -> Dict[str, Tensor]:
+        """LPIPS between the pseudo views and their renders (the supplement's L_lpips); nothing without one."""
+        from ds4d_ns.losses.perceptual import lpips_distance
+
+        pseudo = decode_roles(roles, renders.shape[0]).to(renders.device) == ROLE_CODES["pseudo"]
+        if self.lpips is None or not bool(pseudo.any()):
+            return {}
+        distance = lpips_distance(self.lpips, renders[pseudo], targets[pseudo]).mean()
+        return {"lpips_loss": self.lpips_weight * distance}
+
+    def sds_loss(
+        self, batch: Dict[str, Tensor], render: RenderFunction, ground_truth: GroundTruthFunction, sds_step: int
+    ) -> Dict[str, Tensor]:
+        """Multi-view SDS on one random view at the batch's time, anchored on the input or a pseudo view."""
+        from ds4d_ns.guidance.anchoring import sample_sds_view, wrap_degrees
+        from ds4d_ns.guidance.sds import weight_after_encoder
+        from ds4d_ns.guidance.zero123 import Zero123Guidance
+        from ds4d_ns.rendering.orbit_cameras import orbit_cameras
+
+        guidance = self.zero123
+        assert guidance is not None, "SDS needs Zero123: TrainingPriors.load with sds.weight > 0"
+        positions = batch["camera_to_worlds"][:, :3, 3].float()
+        device = positions.device
+        roles = decode_roles(batch.get("role"), positions.shape[0]).tolist()
+        radius = positions.norm(dim=-1)
+        elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
+        azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
+        input_index = roles.index(ROLE_CODES["input"])
+        pseudo_indices = [i for i, role in enumerate(roles) if role == ROLE_CODES["pseudo"]]
+        # azimuths relative to the input camera: "near the front" means near the input view
+        front = azimuths[input_index]
+        view = sample_sds_view(
+            self._view_rng,
+            [(wrap_degrees(azimuths[i] - front), elevations[i]) for i in pseudo_indices],
+            input_elevation_deg=elevations[input_index],
+            elevation_range_deg=self.sds.elevation_range,
+            input_probability=self.sds.input_probability,
+        )
+        condition_index = input_index if view.condition is None else pseudo_indices[view.condition]
+        camera = orbit_cameras(
+            [view.azimuth_deg + front],
+            [float(batch["time"])],
+            elevation_deg=view.elevation_deg,
+            radius=float(radius[input_index]),
+            resolution=self.sds.resolution,
+        ).to(device)
+        drawn = render(camera)
+        white = torch.ones(3, device=device)
+        rgb = (drawn["rgb"] + (1.0 - drawn["accumulation"]) * (white - drawn["background"])).clamp(0, 1)  # on white
+        condition, _ = ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)
+        embeds, latents = guidance.embed_condition(condition)
+        pose = Zero123Guidance.pose_embedding(
+            torch.tensor([view.delta_elevation_deg]), torch.tensor([view.delta_azimuth_deg])
+        )
+        alpha = self.sds.input_condition_weight if view.condition is None else self.sds.pseudo_condition_weight
+        weighted = weight_after_encoder(
+            rgb, self.sds.weight * alpha, lambda renders: guidance.sds_loss(renders, embeds, latents, pose, sds_step)
+        )
+        return {"sds_loss": weighted}
