@@ -39,7 +39,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    frames, channels, grid, size = 30, 32, 32, 256
+    frames, channels, map_side, size = 30, 32, 32, 256  # map_side: feature-map rows and columns
     layout = [camera_layouts.input_view(), *camera_layouts.zero123pp_v12_views()]
     viewmats = opengl_c2w_to_opencv_viewmat(torch.stack([camera_layouts.orbit_c2w(v) for v in layout]).float())
     intrinsics = []
@@ -48,7 +48,7 @@ def main() -> None:
         intrinsics.append(torch.tensor([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1.0]]))
     viewmats = viewmats[None].repeat(frames, 1, 1, 1)
     intrinsics = torch.stack(intrinsics)[None].repeat(frames, 1, 1, 1)
-    maps = torch.randn(frames, len(layout), channels, grid, grid).half()
+    maps = torch.randn(frames, len(layout), channels, map_side, map_side).half()
     times = torch.linspace(0, 1, frames)
     aabb = torch.tensor([[-0.6] * 3, [0.6] * 3])
     means = (0.4 * torch.randn(args.gaussians, 3)).to(device).requires_grad_(True)

@@ -59,8 +59,8 @@ def main() -> None:
 
     device = torch.device("cuda")
     decoupling = []
-    for grid, channels in ((16, 384), (32, 384), (16, 768)):
-        features = torch.randn(args.frames, args.views, grid * grid, channels, device=device)
+    for patches_per_side, channels in ((16, 384), (32, 384), (16, 768)):
+        features = torch.randn(args.frames, args.views, patches_per_side**2, channels, device=device)
         reference = dsfd.reference_features(features, args.frames // 2)
         ours = _median_ms(
             lambda: dsfd.decouple(features, dsfd.reference_features(features, args.frames // 2)), args.repeats
@@ -68,7 +68,7 @@ def main() -> None:
         direct = _median_ms(lambda: dsfd.decouple_with_projection_matrices(features, reference), args.repeats)
         decoupling.append(
             {
-                "patches": f"{grid}x{grid}",
+                "patches": f"{patches_per_side}x{patches_per_side}",
                 "channels": channels,
                 "ours_ms": ours,
                 "direct_ms": direct,

@@ -230,19 +230,19 @@ def _folder_clip(folder: Path, frames: int = 4, size: int = 48) -> Path:
     return folder
 
 
-def _grid(tile: int, seed: int, alpha: bool) -> np.ndarray:
-    """A Zero123++-style 3 x 2 grid: view v shows a disc of brightness 20 * v + seed on grey (or transparent)."""
+def _grid_image(tile: int, seed: int, alpha: bool) -> np.ndarray:
+    """A Zero123++-style 3 x 2 grid image: view v shows a disc of brightness 20 * v + seed on grey (or transparent)."""
     ys, xs = np.mgrid[0:tile, 0:tile]
     disc = (xs - tile / 2) ** 2 + (ys - tile / 2) ** 2 <= (tile / 3) ** 2
-    grid = np.zeros((3 * tile, 2 * tile, 4 if alpha else 3), dtype=np.uint8)
+    grid_image = np.zeros((3 * tile, 2 * tile, 4 if alpha else 3), dtype=np.uint8)
     for view in range(6):
         row, column = divmod(view, 2)
-        cell = grid[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile]
+        cell = grid_image[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile]
         cell[..., :3] = 128  # Zero123++'s grey background
         cell[disc, :3] = (20 * view + seed, 200, 30)
         if alpha:
             cell[disc, 3] = 255
-    return grid
+    return grid_image
 
 
 def _import_config(source: Path, out: Path, views_dir: Path, **overrides) -> ProcessConfig:
@@ -277,10 +277,10 @@ def test_imported_pseudo_views_need_no_generator_and_keep_order_alpha_and_camera
     views_dir = tmp_path / "views"
     for k in range(4):  # frames 0, 2: RGBA grids; 1: RGB grid; 3: a folder of RGB tiles 0.png .. 5.png
         if k == 3:
-            for view, tile in enumerate(_tiles(_grid(32, 3, alpha=False))):
+            for view, tile in enumerate(_tiles(_grid_image(32, 3, alpha=False))):
                 write_png_atomic(views_dir / "frame_3" / f"{view}.png", tile)
         else:
-            write_png_atomic(views_dir / f"frame_{k}.png", _grid(32, k, alpha=k != 1))
+            write_png_atomic(views_dir / f"frame_{k}.png", _grid_image(32, k, alpha=k != 1))
     out = tmp_path / "dataset"
     process(_import_config(source, out, views_dir))
     for k in range(4):
@@ -299,9 +299,9 @@ def test_imported_pseudo_views_need_no_generator_and_keep_order_alpha_and_camera
     assert len(Ds4dDataParserConfig(data=out).setup().get_dataparser_outputs("train").image_filenames) == 28
 
 
-def _tiles(grid: np.ndarray) -> list:
-    tile = grid.shape[1] // 2
-    return [grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for r in range(3) for c in range(2)]
+def _tiles(grid_image: np.ndarray) -> list:
+    tile = grid_image.shape[1] // 2
+    return [grid_image[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for r in range(3) for c in range(2)]
 
 
 def test_bad_imported_pseudo_views_fail_before_any_output(tmp_path: Path):
@@ -309,7 +309,7 @@ def test_bad_imported_pseudo_views_fail_before_any_output(tmp_path: Path):
     out = tmp_path / "dataset"
     views_dir = tmp_path / "views"
     for k in range(3):
-        write_png_atomic(views_dir / f"{k}.png", _grid(16, k, alpha=True))
+        write_png_atomic(views_dir / f"{k}.png", _grid_image(16, k, alpha=True))
     with pytest.raises(InputError, match="3 grid images or tile folders, but .*frames has 4 frames"):
         process(_import_config(source, out, views_dir))
     write_png_atomic(views_dir / "3.png", np.zeros((40, 32, 3), dtype=np.uint8))  # 4:5, not 2:3
@@ -361,7 +361,7 @@ def test_replaced_input_frames_are_noticed_and_named(tmp_path: Path):
     source = _folder_clip(tmp_path / "frames")
     views_dir = tmp_path / "views"
     for k in range(4):
-        write_png_atomic(views_dir / f"{k}.png", _grid(16, k, alpha=True))
+        write_png_atomic(views_dir / f"{k}.png", _grid_image(16, k, alpha=True))
     out = tmp_path / "dataset"
     process(_import_config(source, out, views_dir))
     process(_import_config(source, out, views_dir))  # unchanged: resumes
@@ -448,7 +448,7 @@ def test_a_clip_on_white_is_matted_by_the_white_key(tmp_path: Path):
     video, masks = _write_clip(tmp_path / "user")  # a red disc on white, no alpha
     views_dir = tmp_path / "views"
     for k in range(4):
-        write_png_atomic(views_dir / f"{k}.png", _grid(16, k, alpha=True))
+        write_png_atomic(views_dir / f"{k}.png", _grid_image(16, k, alpha=True))
     out = tmp_path / "dataset"
     process(_import_config(video, out, views_dir, matting="white", resolution=32))
     reference = tmp_path / "with_masks"

@@ -29,16 +29,16 @@ pytestmark = [
 ]
 
 
-def _grids(folder: Path, count: int, tile: int = 32) -> Path:
+def _grid_images(folder: Path, count: int, tile: int = 32) -> Path:
     """``count`` Zero123++-style RGB grids (3 x 2 tiles, a disc on grey), named 0.png .. like the frames."""
     ys, xs = np.mgrid[0:tile, 0:tile]
     disc = (xs - tile / 2) ** 2 + (ys - tile / 2) ** 2 <= (tile * 0.3) ** 2
     for k in range(count):
-        grid = np.full((3 * tile, 2 * tile, 3), 128, dtype=np.uint8)
+        grid_image = np.full((3 * tile, 2 * tile, 3), 128, dtype=np.uint8)
         for view in range(6):
             row, column = divmod(view, 2)
-            grid[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile][disc] = (200, 30 + 4 * k, 40)
-        write_png_atomic(folder / f"{k}.png", grid)
+            grid_image[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile][disc] = (200, 30 + 4 * k, 40)
+        write_png_atomic(folder / f"{k}.png", grid_image)
     return folder
 
 
@@ -66,7 +66,7 @@ def test_consistent4d_frames_keep_their_numeric_order(tmp_path: Path):
 
     source = REALDATA / "consistent4d" / "blooming_rose"
     out = tmp_path / "dataset"
-    process(_config(source, out, _grids(tmp_path / "views", 32)))
+    process(_config(source, out, _grid_images(tmp_path / "views", 32)))
     originals = [np.asarray(Image.open(source / f"{k}.png").convert("RGBA")) for k in range(32)]
     crop = clip_crop(originals, [f"{k}.png" for k in range(32)], 0.85)
     for k in range(32):
@@ -82,7 +82,9 @@ def l4gm_dataset_frames(tmp_path: Path, name: str = "blooming_rose_fg.mp4", reso
 
     out = tmp_path / "dataset"
     process(
-        _config(REALDATA / "l4gm" / name, out, _grids(tmp_path / "views", 32), matting="white", resolution=resolution)
+        _config(
+            REALDATA / "l4gm" / name, out, _grid_images(tmp_path / "views", 32), matting="white", resolution=resolution
+        )
     )
     return [np.asarray(Image.open(out / f"images/input_00/frame_{k:04d}.png")) for k in range(32)]
 

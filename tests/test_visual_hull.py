@@ -38,36 +38,36 @@ def test_hull_of_a_sphere_seen_from_many_sides_is_close_to_the_sphere():
     layout = [camera_layouts.input_view(), *camera_layouts.zero123pp_v12_views()]
     layout += [camera_layouts.OrbitView(az, 80.0, 2.0, 49.1) for az in (0.0, 120.0, 240.0)]  # from above too
     viewmats, intrinsics = _cameras(layout, 96)
-    grid = carve(_sphere_masks(layout, 96, 0.4), viewmats, intrinsics, half_extent=0.6, resolution=48)
-    truth = grid.centres.norm(dim=-1) <= 0.4
-    assert occupancy_iou(grid.occupied, truth) > 0.85
-    assert (truth & ~grid.occupied).sum() <= 0.03 * truth.sum()  # the hull contains the object (up to pixel rounding)
+    hull = carve(_sphere_masks(layout, 96, 0.4), viewmats, intrinsics, half_extent=0.6, resolution=48)
+    truth = hull.centres.norm(dim=-1) <= 0.4
+    assert occupancy_iou(hull.occupied, truth) > 0.85
+    assert (truth & ~hull.occupied).sum() <= 0.03 * truth.sum()  # the hull contains the object (up to pixel rounding)
 
 
 def test_a_voxel_outside_any_view_is_carved():
     layout = [camera_layouts.input_view()]
     viewmats, intrinsics = _cameras(layout, 32)
-    grid = carve([torch.ones(32, 32)], viewmats, intrinsics, half_extent=3.0, resolution=24)
-    far_corner = grid.centres[0, 0, 0]
-    assert not grid.occupied[0, 0, 0], f"{far_corner} should be outside the input camera's frustum"
-    assert grid.occupied.any()
+    hull = carve([torch.ones(32, 32)], viewmats, intrinsics, half_extent=3.0, resolution=24)
+    far_corner = hull.centres[0, 0, 0]
+    assert not hull.occupied[0, 0, 0], f"{far_corner} should be outside the input camera's frustum"
+    assert hull.occupied.any()
 
 
 def test_surface_voxels_of_a_solid_cube_are_its_shell():
     centres = voxel_centres(1.0, 6)
-    from ds4d_ns.process.visual_hull import HullGrid
+    from ds4d_ns.process.visual_hull import VoxelHull
 
-    grid = HullGrid(torch.ones(6, 6, 6, dtype=torch.bool), centres)
-    shell = surface_voxels(grid)
+    hull = VoxelHull(torch.ones(6, 6, 6, dtype=torch.bool), centres)
+    shell = surface_voxels(hull)
     assert int(shell.sum()) == 6**3 - 4**3
-    points = sample_surface_points(grid, 50, seed=1)
+    points = sample_surface_points(hull, 50, seed=1)
     assert points.shape == (50, 3) and points.abs().max() <= 1.0
 
 
 def test_an_empty_hull_is_an_error():
-    from ds4d_ns.process.visual_hull import HullGrid
+    from ds4d_ns.process.visual_hull import VoxelHull
 
-    empty = HullGrid(torch.zeros(4, 4, 4, dtype=torch.bool), voxel_centres(1.0, 4))
+    empty = VoxelHull(torch.zeros(4, 4, 4, dtype=torch.bool), voxel_centres(1.0, 4))
     with pytest.raises(ValueError, match="empty"):
         sample_surface_points(empty, 10)
 
@@ -90,10 +90,10 @@ def test_hull_of_a_synth_scene_overlaps_the_true_shape(tmp_path: Path):
         for i in torch.nonzero(middle).view(-1).tolist()
     ]
     viewmats = opengl_c2w_to_opencv_viewmat(cameras.camera_to_worlds[middle])
-    grid = carve(masks, viewmats, cameras.get_intrinsics_matrices()[middle], half_extent=0.8, resolution=64)
+    hull = carve(masks, viewmats, cameras.get_intrinsics_matrices()[middle], half_extent=0.8, resolution=64)
     time = float(cameras.times[middle][0])
-    truth = windmill().distance(grid.centres.reshape(-1, 3), time).reshape(grid.occupied.shape) < 0
-    iou = occupancy_iou(grid.occupied, truth)
+    truth = windmill().distance(hull.centres.reshape(-1, 3), time).reshape(hull.occupied.shape) < 0
+    iou = occupancy_iou(hull.occupied, truth)
     print(f"visual hull IoU on windmill (7 views, 64^3): {iou:.3f}")
     assert iou > 0.5
-    assert (truth & ~grid.occupied).sum() <= 0.05 * truth.sum()  # the hull keeps (nearly) all of the object
+    assert (truth & ~hull.occupied).sum() <= 0.05 * truth.sum()  # the hull keeps (nearly) all of the object

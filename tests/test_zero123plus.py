@@ -195,7 +195,7 @@ def _spy_attention(pipeline: Zero123PlusPipeline) -> list:
     return seen
 
 
-def test_stag4d_anchor_averages_the_grids_own_key_value_tokens_with_the_first_frames(tiny_zero123plus: Path):
+def test_stag4d_anchor_averages_the_grid_images_own_key_value_tokens_with_the_first_frames(tiny_zero123plus: Path):
     assert Zero123PlusConfig().temporal_anchor == "stag4d"
     first, later = _images(1, seed=1), _images(2, seed=2)
     pipeline = _pipeline(tiny_zero123plus)
@@ -208,7 +208,7 @@ def test_stag4d_anchor_averages_the_grids_own_key_value_tokens_with_the_first_fr
     assert len(seen) == len(recorded) > 0 and len(cache.steps) == 3
     for (name, own, reference, context), (anchor_name, anchor_own, anchor_reference, _) in zip(seen, recorded):
         assert name == anchor_name
-        count = own.shape[1]  # the generated grid's own tokens; the reference tokens follow them
+        count = own.shape[1]  # the generated grid image's own tokens; the reference tokens follow them
         anchor = torch.cat([anchor_own, anchor_reference], dim=1)[:, :count]  # [2: unconditional, conditional]
         expected_head = 0.5 * own + 0.5 * anchor.repeat_interleave(2, dim=0)
         torch.testing.assert_close(context[:, :count], expected_head)
@@ -217,8 +217,8 @@ def test_stag4d_anchor_averages_the_grids_own_key_value_tokens_with_the_first_fr
         torch.testing.assert_close(context, torch.cat([own, reference], dim=1))
 
 
-def test_stag4d_token_count_is_the_grids_at_every_level_of_the_release():
-    # the release: a 960 x 640 grid is 120 x 80 latent tokens at 320 channels; 60 x 40 at 640; 30 x 20 at 1280
+def test_stag4d_token_count_is_the_grid_images_at_every_level_of_the_release():
+    # the release: a 960 x 640 grid image is 120 x 80 latent tokens at 320 channels; 60 x 40 at 640; 30 x 20 at 1280
     assert [stag4d_anchor_tokens(c, 9600, 320) for c in (320, 640, 1280)] == [9600, 2400, 600]
     # the 15 x 10 middle block (1280 channels) has 150 own + 64 reference tokens: STAG4D averages them all
     assert stag4d_anchor_tokens(1280, 9600, 320) > 150 + 8 * 8
@@ -236,7 +236,7 @@ def test_reference_anchor_blends_the_first_frames_reference_tokens(tiny_zero123p
     assert len(seen) == len(recorded) > 0
     for (name, own, reference, context), (_, _, anchor_reference, _) in zip(seen, recorded):
         count = own.shape[1]
-        torch.testing.assert_close(context[:, :count], own)  # the grid's own tokens are not touched
+        torch.testing.assert_close(context[:, :count], own)  # the grid image's own tokens are not touched
         expected = 0.75 * reference + 0.25 * anchor_reference.repeat_interleave(2, dim=0)
         torch.testing.assert_close(context[:, count:], expected)
     for name, own, reference, context in recorded:

@@ -147,18 +147,18 @@ class HexPlaneField(nn.Module):
 
     def _scales(self) -> List[KPlanesEncoding]:
         """The six-plane grid of each resolution scale (``grids`` as its real type: ``ModuleList`` is untyped)."""
-        return [cast(KPlanesEncoding, grid) for grid in self.grids]
+        return [cast(KPlanesEncoding, scale) for scale in self.grids]
 
     @staticmethod
-    def _stacked_planes(grid: KPlanesEncoding) -> Tuple[Tensor, Tensor]:
-        planes = grid.plane_coefs
+    def _stacked_planes(scale: KPlanesEncoding) -> Tuple[Tensor, Tensor]:
+        planes = scale.plane_coefs
         return torch.stack([planes[i] for i in SPATIAL_PLANES]), torch.stack([planes[i] for i in TIME_PLANES])
 
     def regularisers(self) -> Dict[str, Float[Tensor, ""]]:
         """The 4D-GS grid regularisers summed over scales (unweighted)."""
         plane_tv, time_smooth, time_l1 = [], [], []
-        for grid in self._scales():
-            spatial, temporal = self._stacked_planes(grid)  # each group's planes share a shape
+        for scale in self._scales():
+            spatial, temporal = self._stacked_planes(scale)  # each group's planes share a shape
             plane_tv.append(plane_total_variation(spatial).sum())
             time_smooth.append(time_smoothness(temporal).sum())
             time_l1.append(time_planes_l1(temporal).sum())

@@ -66,9 +66,10 @@ def sample_view_features(
     height: int,
 ) -> Float[Tensor, "views n channels"]:
     """Bilinear samples of each view's map at the points' pixels (maps cover the whole image); zero where invalid."""
-    grid = torch.stack([2.0 * pixels[..., 0] / width - 1.0, 2.0 * pixels[..., 1] / height - 1.0], dim=-1)
+    # grid_sample's coordinates: [-1, 1] across the image, pixel corners at the ends (align_corners=False)
+    uv = torch.stack([2.0 * pixels[..., 0] / width - 1.0, 2.0 * pixels[..., 1] / height - 1.0], dim=-1)
     sampled = torch.nn.functional.grid_sample(
-        maps, grid[:, None].to(maps.dtype), mode="bilinear", padding_mode="border", align_corners=False
+        maps, uv[:, None].to(maps.dtype), mode="bilinear", padding_mode="border", align_corners=False
     )
     return sampled[:, :, 0].permute(0, 2, 1) * valid[..., None].to(maps.dtype)
 

@@ -28,8 +28,8 @@ from ds4d_ns.process.frames import IMAGE_SUFFIXES, Clip, InputError, image_files
 
 VIEWS = 6
 """Views per frame in both Zero123++ releases."""
-GRID_ROWS, GRID_COLUMNS = 3, 2
-"""Zero123++'s grid: three rows of two tiles."""
+TILE_ROWS, TILE_COLUMNS = 3, 2
+"""Zero123++'s grid image (the six views tiled in one image): three rows of two tiles."""
 
 
 @dataclass(frozen=True)
@@ -65,21 +65,21 @@ def _usable_alpha(image: np.ndarray) -> bool:
     return image.shape[-1] == 4 and bool((image[..., 3] < 255).any())
 
 
-def grid_tiles(grid: np.ndarray) -> List[np.ndarray]:
+def split_tiles(grid_image: np.ndarray) -> List[np.ndarray]:
     """The six tiles of a 3 x 2 grid image, row-major (Zero123++'s order)."""
-    height, width = grid.shape[:2]
-    tile = width // GRID_COLUMNS
+    height, width = grid_image.shape[:2]
+    tile = width // TILE_COLUMNS
     return [
-        grid[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
-        for r in range(GRID_ROWS)
-        for c in range(GRID_COLUMNS)
+        grid_image[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
+        for r in range(TILE_ROWS)
+        for c in range(TILE_COLUMNS)
     ]
 
 
-def _check_grid(file: Path) -> bool:
+def _check_grid_image(file: Path) -> bool:
     image = _load(file)
     height, width = image.shape[:2]
-    if width % GRID_COLUMNS or height % GRID_ROWS or width // GRID_COLUMNS != height // GRID_ROWS:
+    if width % TILE_COLUMNS or height % TILE_ROWS or width // TILE_COLUMNS != height // TILE_ROWS:
         raise InputError(
             f"{file}: {width}x{height} pixels is not a Zero123++ grid of 3 rows x 2 columns of square tiles "
             "(width:height 2:3, e.g. 640x960 for the releases' 320 px tiles); give the grid as Zero123++ "
@@ -138,7 +138,7 @@ def scan_pseudo_views(folder: Path, clip: Clip, source: Path) -> List[PseudoView
             tiles, has_alpha = _check_tiles(entry)
             result.append(PseudoViewEntry(entry, tiles, has_alpha))
         else:
-            result.append(PseudoViewEntry(entry, (), _check_grid(entry)))
+            result.append(PseudoViewEntry(entry, (), _check_grid_image(entry)))
     return result
 
 
@@ -146,4 +146,4 @@ def load_views(entry: PseudoViewEntry) -> List[np.ndarray]:
     """The six views of an entry as uint8 RGB or RGBA images, in the release's order."""
     if entry.tiles:
         return [_load(tile) for tile in entry.tiles]
-    return grid_tiles(_load(entry.path))
+    return split_tiles(_load(entry.path))

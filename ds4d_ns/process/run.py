@@ -380,18 +380,18 @@ def _write_initial_points(
         intrinsics.append(torch.tensor([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]]))
     viewmats_t, intrinsics_t = torch.stack(viewmats), torch.stack(intrinsics)
     extent = 1.5 * half_extent
-    grid = carve(masks, viewmats_t, intrinsics_t, extent, config.hull_resolution)
-    if not grid.occupied.any():
+    hull = carve(masks, viewmats_t, intrinsics_t, extent, config.hull_resolution)
+    if not hull.occupied.any():
         CONSOLE.log("[yellow]The pseudo views' masks disagree (empty visual hull): carving with the input view alone")
         (front,) = [i for i, view in enumerate(layout) if view.role == "input"]
-        grid = carve(
+        hull = carve(
             masks[front : front + 1],
             viewmats_t[front : front + 1],
             intrinsics_t[front : front + 1],
             extent,
             config.hull_resolution,
         )
-    points = sample_surface_points(grid, config.num_points).numpy()
+    points = sample_surface_points(hull, config.num_points).numpy()
     write_ply_points_atomic(path, points)
 
 

@@ -20,8 +20,8 @@ from ds4d_ns.fields.tssf import project_points
 
 
 @dataclass
-class HullGrid:
-    """Occupancy of a cubic voxel grid."""
+class VoxelHull:
+    """A visual hull: the occupancy of a cubic voxel grid."""
 
     occupied: Bool[Tensor, "r r r"]
     centres: Float[Tensor, "r r r 3"]
@@ -45,7 +45,7 @@ def carve(
     half_extent: float = 1.0,
     resolution: int = 96,
     threshold: float = 0.5,
-) -> HullGrid:
+) -> VoxelHull:
     """Visual hull of foreground masks (values in [0, 1]) seen by OpenCV cameras."""
     if len(masks) != viewmats.shape[0] or len(masks) != intrinsics.shape[0]:
         raise ValueError(f"need one camera per mask, got {len(masks)} masks and {viewmats.shape[0]} cameras")
@@ -58,17 +58,17 @@ def carve(
         columns = pixels[0, :, 0].floor().long().clamp(0, width - 1)
         rows = pixels[0, :, 1].floor().long().clamp(0, height - 1)
         occupied &= inside[0] & (mask[rows, columns] > threshold)
-    return HullGrid(occupied.reshape(resolution, resolution, resolution), centres)
+    return VoxelHull(occupied.reshape(resolution, resolution, resolution), centres)
 
 
-def surface_voxels(grid: HullGrid) -> Bool[Tensor, "r r r"]:
+def surface_voxels(hull: VoxelHull) -> Bool[Tensor, "r r r"]:
     """Occupied voxels with at least one empty face neighbour (grid borders count as empty)."""
-    padded = torch.nn.functional.pad(grid.occupied.float()[None, None], (1, 1, 1, 1, 1, 1))
+    padded = torch.nn.functional.pad(hull.occupied.float()[None, None], (1, 1, 1, 1, 1, 1))
     kernel = torch.zeros(1, 1, 3, 3, 3)
     kernel[0, 0, 1, 1, :] = kernel[0, 0, 1, :, 1] = kernel[0, 0, :, 1, 1] = 1.0
     kernel[0, 0, 1, 1, 1] = 0.0
     neighbours = torch.nn.functional.conv3d(padded, kernel)[0, 0]
-    return grid.occupied & (neighbours < 6)
+    return hull.occupied & (neighbours < 6)
 
 
 def occupancy_iou(a: Bool[Tensor, "..."], b: Bool[Tensor, "..."]) -> float:
@@ -77,14 +77,14 @@ def occupancy_iou(a: Bool[Tensor, "..."], b: Bool[Tensor, "..."]) -> float:
     return float((a & b).sum() / union) if union > 0 else 1.0
 
 
-def sample_surface_points(grid: HullGrid, count: int, jitter: bool = True, seed: int = 0) -> Float[Tensor, "n 3"]:
+def sample_surface_points(hull: VoxelHull, count: int, jitter: bool = True, seed: int = 0) -> Float[Tensor, "n 3"]:
     """Up to ``count`` points on the hull's surface voxels, jittered within their voxel."""
-    centres = grid.centres[surface_voxels(grid)]
+    centres = hull.centres[surface_voxels(hull)]
     if centres.shape[0] == 0:
         raise ValueError("the visual hull is empty: the masks share no foreground (check masks and cameras)")
     generator = torch.Generator().manual_seed(seed)
     if centres.shape[0] > count:
         centres = centres[torch.randperm(centres.shape[0], generator=generator)[:count]]
     if jitter:
-        centres = centres + (torch.rand(centres.shape, generator=generator) - 0.5) * grid.voxel_size
+        centres = centres + (torch.rand(centres.shape, generator=generator) - 0.5) * hull.voxel_size
     return centres

@@ -1,7 +1,7 @@
 """Zero123++ pseudo views with our own diffusers pipeline (no remote code).
 
 Zero123++ (Shi et al. 2023) turns one image of an object into six views on a fixed camera layout,
-generated together as one 3 x 2 grid of 320 px tiles (``ds4d_ns.camera_layouts`` has the cameras). It is a
+generated together as one grid image, 3 x 2 tiles of 320 px (``ds4d_ns.camera_layouts`` has the cameras). It is a
 Stable Diffusion 2 UNet (v-prediction) conditioned in two ways:
 
 * **Reference attention.** The condition image's VAE latent, noised to the current timestep, is
@@ -33,12 +33,12 @@ step and layer and mixed into later frames so their views agree over time:
   zeng-yifei/STAG4D): in the denoising pass only, the first ``9600 / (c / 320)^2`` key/value input
   tokens of every self-attention (``c`` its channel count) are averaged with the first frame's, in
   both guidance branches. At the three upper levels of the UNet these are exactly the generated
-  grid's own tokens (120 x 80 / 4^level); in the 15 x 10 middle block the count exceeds its 150 own
+  grid image's own tokens (120 x 80 / 4^level); in the 15 x 10 middle block the count exceeds its 150 own
   plus 64 reference tokens, so there all of them are averaged. Here the count is written for any
-  UNet as ``grid_tokens / (c / c0)^2`` (``c0`` the first block's channels), which is STAG4D's
+  UNet as ``image_tokens / (c / c0)^2`` (``c0`` the first block's channels), which is STAG4D's
   formula for the release.
 * ``"reference"``: the recorded reference-image tokens (what the denoising pass attends to besides
-  itself) are blended with the first frame's instead; the grid's own tokens are left alone.
+  itself) are blended with the first frame's instead; the grid image's own tokens are left alone.
 * ``"none"``: frames are independent.
 
 ``anchor_weight`` is the first frame's share (STAG4D: 0.5). The parts are loaded with
@@ -185,7 +185,7 @@ class Zero123PlusConfig:
     frame_noise: Literal["same", "per-frame"] = "same"
     """same: every frame starts from the same noise (seed), as STAG4D does; per-frame: frame k uses seed + k."""
     temporal_anchor: AnchorMode = "stag4d"
-    """Mix the first frame's attention states into later frames: stag4d (the generated grid's own
+    """Mix the first frame's attention states into later frames: stag4d (the generated grid image's own
     key/value tokens, STAG4D's anchor), reference (the reference-image tokens), or none."""
     anchor_weight: float = 0.5
     """Share of the first frame's tokens in the anchor's average (STAG4D: 0.5)."""
@@ -212,14 +212,14 @@ def on_grey(image: UInt8[np.ndarray, "h w c"]) -> UInt8[np.ndarray, "h w 3"]:
     return np.asarray(canvas)
 
 
-def stag4d_anchor_tokens(channels: int, grid_tokens: int, base_channels: int) -> int:
+def stag4d_anchor_tokens(channels: int, image_tokens: int, base_channels: int) -> int:
     """How many leading key/value tokens STAG4D's anchor averages in a self-attention of ``channels``.
 
     STAG4D hard-codes ``9600 / (channels // 320) ** 2`` for the release: 9600 = 120 x 80 latent tokens of
-    the 960 x 640 grid, 320 the first block's channels. ``grid_tokens`` and ``base_channels`` generalise
+    the 960 x 640 grid image, 320 the first block's channels. ``image_tokens`` and ``base_channels`` generalise
     both so that tiny test models get the same rule.
     """
-    return grid_tokens // max(channels // base_channels, 1) ** 2
+    return image_tokens // max(channels // base_channels, 1) ** 2
 
 
 def blend_anchor(tokens: Tensor, anchor: Tensor, weight: float) -> Tensor:
@@ -248,7 +248,8 @@ class ReferenceAttentionState:
         self.record: Optional[Dict[str, Tensor]] = None
         """Set when this call holds the anchor frame (its first image): its tokens are stored here."""
         self.batch = 1
-        self.grid_tokens = 0
+        self.image_tokens = 0
+        """Latent tokens of the generated grid image at the UNet's first level."""
         self.base_channels = 1
 
     def anchored(self, name: str, tokens: Tensor, count: int) -> Tensor:
@@ -286,7 +287,7 @@ class ReferenceAttentionProcessor:
                 reference = state.anchored(self.name, reference, reference.shape[1])
             context = torch.cat([hidden_states, reference], dim=1)
             if state.anchor_mode == "stag4d":
-                count = stag4d_anchor_tokens(context.shape[-1], state.grid_tokens, state.base_channels)
+                count = stag4d_anchor_tokens(context.shape[-1], state.image_tokens, state.base_channels)
                 context = state.anchored(self.name, context, min(count, context.shape[1]))
             encoder_hidden_states = context
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
@@ -410,16 +411,16 @@ class Zero123PlusPipeline:
         generators = self.generators(frames)
         hidden, reference_latents = self.encode_condition(images, generators)
         tile, factor = self.config.tile_size, self.vae_factor
-        grid = (3 * tile // factor, 2 * tile // factor)
+        latent_size = (3 * tile // factor, 2 * tile // factor)  # of the grid image: 3 x 2 tiles
         self.scheduler.set_timesteps(self.config.num_inference_steps, device=self.device)
-        latents = self._randn(generators, (4, *grid)) * self.scheduler.init_noise_sigma
+        latents = self._randn(generators, (4, *latent_size)) * self.scheduler.init_noise_sigma
         state = self.reference
         # the anchor frame's tokens per step: read, or recorded by this call when the cache is still empty
         anchor_steps = anchor.steps if anchor is not None and self.config.temporal_anchor != "none" else None
         recording = anchor_steps is not None and not anchor_steps
         state.anchor_mode = self.config.temporal_anchor if anchor_steps is not None else "none"
         state.anchor_weight, state.batch = self.config.anchor_weight, batch
-        state.grid_tokens = grid[0] * grid[1]
+        state.image_tokens = latent_size[0] * latent_size[1]
         state.base_channels = int(self.unet.config.block_out_channels[0])
         try:
             for index, timestep in enumerate(self.scheduler.timesteps):

@@ -436,8 +436,8 @@ def _rasterize_tiles(
     tiled_alphas = torch.cat(alpha_blocks)[position][..., None]
 
     def untile(values: Tensor) -> Tensor:
-        grid = values.reshape(n_cameras, tile_height, tile_width, tile_size, tile_size, values.shape[-1])
-        image = grid.permute(0, 1, 3, 2, 4, 5).reshape(
+        tiles = values.reshape(n_cameras, tile_height, tile_width, tile_size, tile_size, values.shape[-1])
+        image = tiles.permute(0, 1, 3, 2, 4, 5).reshape(
             n_cameras, tile_height * tile_size, tile_width * tile_size, values.shape[-1]
         )
         return image[:, :height, :width]
