@@ -189,6 +189,15 @@ class FramePointFeatures(nn.Module):
     both frames' point features are computed and blended linearly.
     """
 
+    # buffers registered in ``__init__``, declared for type checkers
+    maps: Tensor
+    dynamic_magnitude: Tensor
+    times: Tensor
+    viewmats: Tensor
+    intrinsics: Tensor
+    image_size: Tensor
+    front_view: Tensor
+
     def __init__(self, bank: FeatureBank) -> None:
         super().__init__()
         self.register_buffer("maps", bank.maps)
@@ -203,7 +212,7 @@ class FramePointFeatures(nn.Module):
         self.reduction: Optional[nn.Linear] = nn.Linear(bank.channels, out_dim) if bank.channels != out_dim else None
         self.fusion = make_fusion(bank.config.fusion, bank.num_views, out_dim, bank.front_view)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the input view's index was kept put the input view first.
         state_dict.setdefault(f"{prefix}front_view", torch.tensor(0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
