@@ -53,6 +53,7 @@ from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
 from ds4d_ns.guidance.priors import SdsConfig, TrainingPriors
 from ds4d_ns.losses.motion import weighted_l1
+from ds4d_ns.losses.structural import ssim_window
 from ds4d_ns.options import WeightsMode
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
@@ -405,11 +406,8 @@ class Ds4dModel(SplatfactoModel):
 
     def _view_weights(self, batch: Dict[str, Tensor], num_views: int) -> Tensor:
         roles = decode_roles(batch.get("role"), num_views).to(self.device)
-        return torch.where(
-            roles == ROLE_CODES["input"],
-            torch.tensor(self.config.input_rgb_weight, device=self.device),
-            torch.tensor(self.config.pseudo_rgb_weight, device=self.device),
-        )
+        # Python numbers, not tensors made from them: copying those to the GPU would wait for it
+        return torch.where(roles == ROLE_CODES["input"], self.config.input_rgb_weight, self.config.pseudo_rgb_weight)
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         """PSNR of the step's views, and on their moving region (``psnr_moving``, also per frame as
@@ -433,8 +431,9 @@ class Ds4dModel(SplatfactoModel):
         pred = outputs["rgb"]
         gt_rgb, gt_alpha = self._ground_truth(batch, outputs["background"])
         l1 = weighted_l1(pred, gt_rgb, batch.get("motion_mask"), self.config.motion_loss_weight)
+        window = ssim_window(3, pred.device, pred.dtype)
         structural = 1.0 - ssim(
-            pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False
+            pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False, win=window
         )
         per_view = (1.0 - self.config.ssim_lambda) * l1 + self.config.ssim_lambda * structural
         loss_dict = {"rgb_loss": (self._view_weights(batch, pred.shape[0]) * per_view).mean()}

@@ -27,7 +27,6 @@ configuration classes (the heavy parts load when a model is built).
 from __future__ import annotations
 
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
@@ -37,6 +36,7 @@ from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.feature_bank import FrameFeaturesConfig
 from ds4d_ns.fields.tssf import FusionMode
 from ds4d_ns.guidance.priors import SdsConfig
+from ds4d_ns.optimizers import Ds4dAdamConfig
 from ds4d_ns.options import FeatureMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig
 from ds4d_ns.schedule import TrainingSchedule
@@ -46,7 +46,7 @@ from ds4d_ns.trainer import Ds4dTrainerConfig
 
 def _adam(lr: float, max_steps: int, lr_final: float | None = None) -> dict:
     return {
-        "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+        "optimizer": Ds4dAdamConfig(lr=lr, eps=1e-15),  # fused on CUDA
         "scheduler": LogLinearDecaySchedulerConfig(lr_final=lr_final, max_steps=max_steps) if lr_final else None,
     }
 

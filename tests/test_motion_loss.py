@@ -33,3 +33,15 @@ def test_without_a_mask_it_is_the_plain_mean_and_moving_errors_weigh_more():
     moving[0, 0, 0] = True
     assert weighted_l1(pred, target, moving, 4.0).item() == pytest.approx(5 * 3 / 12)
     assert weighted_l1(pred, target, ~moving, 4.0).item() == pytest.approx(plain.item())  # the error is static
+
+
+def test_the_cached_ssim_window_gives_pytorch_msssims_default_ssim():
+    from pytorch_msssim import ssim
+
+    from ds4d_ns.losses.structural import ssim_window
+
+    torch.manual_seed(2)
+    x, y = torch.rand(3, 3, 32, 40), torch.rand(3, 3, 32, 40)
+    expected = ssim(x, y, data_range=1.0, size_average=False)
+    window = ssim_window(3, x.device, x.dtype)
+    torch.testing.assert_close(ssim(x, y, data_range=1.0, size_average=False, win=window), expected)
