@@ -83,7 +83,7 @@ def _construct_name(loader: RunConfigLoader, suffix: str, node: yaml.Node) -> ty
 
 def _construct_object(loader: RunConfigLoader, suffix: str, node: yaml.Node):
     cls = _find_class(suffix, node, CONFIG_PACKAGES)
-    instance = cls.__new__(cls)
+    instance = cls.__new__(cls)  # type: ignore[call-overload]  # mypy looks __new__ up on `type`, not on cls
     yield instance  # first, so that aliases to this object inside its own fields resolve
     state = loader.construct_mapping(node, deep=True)
     if not all(isinstance(key, str) and not key.startswith("__") for key in state):
