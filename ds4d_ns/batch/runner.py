@@ -72,9 +72,10 @@ class BatchConfig:
     method: str = "ds4d"
     """ds4d method to train (ds4d, ds4d-ga, ds4d-base, ds4d-cpu, ds4d-base-cpu); a CSV's method column overrides it."""
     train_args: str = ""
-    """ns-train flags for the method, in one quoted string, e.g. "--max-num-iterations 3000"."""
+    """ns-train flags for the method, in one quoted string after an equals sign (a value starting with -- is
+    otherwise taken for a flag): --train-args="--max-num-iterations 3000"."""
     process_args: str = ""
-    """ds4d-process flags for videos and frame folders, in one quoted string, e.g. "--matting white
+    """ds4d-process flags for videos and frame folders, as --train-args: --process-args="--matting white
     --num-frames 32"; a CSV's columns override them per clip."""
     gpus_per_job: float = 1.0
     """GPUs each clip's Ray task declares (num_gpus): 1, a fraction to share a GPU (0.5: two clips per GPU), or

@@ -4,7 +4,7 @@ Examples::
 
     ds4d-batch clips/ out/                                    # a local Ray instance (or in-process without Ray)
     ray start --head && ds4d-batch jobs.csv out/ --ray-address auto --gpus-per-job 1
-    ds4d-batch clips/ out/ --method ds4d-base-cpu --gpus-per-job 0 --train-args "--max-num-iterations 300"
+    ds4d-batch clips/ out/ --method ds4d-base-cpu --gpus-per-job 0 --train-args="--max-num-iterations 300"
 
 Exit status: 0 when every clip is done, 1 when one failed (the summary names it and the manifest holds its
 traceback; a rerun retries it), 2 for a user error found before any work.
