@@ -20,13 +20,13 @@ Needs a GPU (and builds gsplat's kernels on first use). Tolerances, and why they
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
 import torch
 from torch import Tensor
 
-from ds4d_ns.rendering.torch_rasterizer import torch_rasterization
+from ds4d_ns.rendering.torch_rasterizer import RasterizeMode, torch_rasterization
 
 pytestmark = [
     pytest.mark.gpu,
@@ -98,15 +98,16 @@ def _assert_grad_close(ours: Tensor, ref: Tensor, what: str) -> None:
 
 @pytest.mark.parametrize("rasterize_mode", ["classic", "antialiased"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_matches_gsplat_cuda(rasterize_mode: str, seed: int) -> None:
+def test_matches_gsplat_cuda(rasterize_mode: RasterizeMode, seed: int) -> None:
     from gsplat.rendering import rasterization
 
     scene = _scene(seed)
     outputs = {}
-    for name, fn, extra in (
+    backends: Tuple[Tuple[str, Callable[..., Any], Dict[str, Any]], ...] = (
         ("gsplat", rasterization, {"packed": False, "sparse_grad": False}),
         ("torch", torch_rasterization, {}),
-    ):
+    )
+    for name, fn, extra in backends:
         params = {k: scene[k].clone().requires_grad_(True) for k in PARAM_KEYS}
         image, alpha, meta = fn(
             **params,
@@ -154,7 +155,9 @@ def test_matches_gsplat_cuda(rasterize_mode: str, seed: int) -> None:
 
     ref_params, params = outputs["gsplat"][0], outputs["torch"][0]
     for key in PARAM_KEYS:
-        _assert_grad_close(params[key].grad, ref_params[key].grad, f"grad of {key}")
+        grad, ref_grad = params[key].grad, ref_params[key].grad
+        assert grad is not None and ref_grad is not None, key
+        _assert_grad_close(grad, ref_grad, f"grad of {key}")
     visible = (ref_radii > 0) & (radii > 0)
     _assert_grad_close(meta["means2d"].grad[visible], ref_meta["means2d"].grad[visible], "grad of means2d")
     _assert_grad_close(meta["means2d"].absgrad[visible], ref_meta["means2d"].absgrad[visible], "absgrad of means2d")

@@ -10,7 +10,7 @@ are small and run in float64 so values and gradients must agree to ~1e-9.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import pytest
 import torch
@@ -18,7 +18,7 @@ from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_cova
 from torch import Tensor
 
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
-from ds4d_ns.rendering.torch_rasterizer import torch_rasterization
+from ds4d_ns.rendering.torch_rasterizer import RasterizeMode, RenderMode, torch_rasterization
 
 WIDTH, HEIGHT = 32, 24
 DTYPE = torch.float64
@@ -35,6 +35,16 @@ def look_at_viewmat(eye: Tensor, target: Tensor) -> Tensor:
     viewmat[:3, :3] = rotation
     viewmat[:3, 3] = -rotation @ eye
     return viewmat
+
+
+def scene_inputs(scene: Dict[str, Tensor]) -> Dict[str, Any]:
+    """The scene's tensors that the rasteriser takes, as keyword arguments (beside others of other types)."""
+    return {k: scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")}
+
+
+def prefixed(prefix: str) -> Callable[[str], str]:
+    """An ``assert_close`` message callback: its own message after ``prefix``."""
+    return lambda message: f"{prefix}: {message}"
 
 
 def make_scene(n: int, seed: int, sh_degree: Optional[int], cameras: int = 2) -> Dict[str, Tensor]:
@@ -77,8 +87,8 @@ def make_scene(n: int, seed: int, sh_degree: Optional[int], cameras: int = 2) ->
 def dense_reference(
     scene: Dict[str, Tensor],
     sh_degree: Optional[int],
-    render_mode: str,
-    rasterize_mode: str,
+    render_mode: RenderMode,
+    rasterize_mode: RasterizeMode,
     use_background: bool,
     tile_size: int = 16,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -165,7 +175,12 @@ CASES = [
 
 @pytest.mark.parametrize("seed,n,sh_degree,render_mode,rasterize_mode,use_background", CASES)
 def test_matches_dense_reference_values_and_gradients(
-    seed: int, n: int, sh_degree: Optional[int], render_mode: str, rasterize_mode: str, use_background: bool
+    seed: int,
+    n: int,
+    sh_degree: Optional[int],
+    render_mode: RenderMode,
+    rasterize_mode: RasterizeMode,
+    use_background: bool,
 ) -> None:
     scene = make_scene(n, seed, sh_degree)
     for key in GRAD_KEYS:
@@ -175,7 +190,7 @@ def test_matches_dense_reference_values_and_gradients(
         scene, sh_degree, render_mode, rasterize_mode, use_background
     )
     image, alpha, meta = torch_rasterization(
-        **{k: scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")},
+        **scene_inputs(scene),
         width=WIDTH,
         height=HEIGHT,
         sh_degree=sh_degree,
@@ -210,15 +225,15 @@ def test_matches_dense_reference_values_and_gradients(
     )
     for key, mine, ref in zip(GRAD_KEYS, ours, theirs):
         assert ref.abs().max() > 0, key
-        torch.testing.assert_close(mine, ref, rtol=1e-7, atol=1e-9, msg=lambda m, key=key: f"grad of {key}: {m}")
+        torch.testing.assert_close(mine, ref, rtol=1e-7, atol=1e-9, msg=prefixed(f"grad of {key}"))
 
     # Screen-space gradients, as densification reads them.
     ((image * weights).sum() + (alpha * alpha_weights).sum()).backward(inputs=[meta["means2d"]])
     ((ref_image * weights).sum() + (ref_alpha * alpha_weights).sum()).backward(inputs=[ref_means2d])
     visible = radii > 0
-    grad2d = meta["means2d"].grad
-    assert grad2d is not None and grad2d.shape == (2, n, 2)
-    torch.testing.assert_close(grad2d[visible], ref_means2d.grad[visible], rtol=1e-7, atol=1e-9)
+    grad2d, ref_grad2d = meta["means2d"].grad, ref_means2d.grad
+    assert grad2d is not None and ref_grad2d is not None and grad2d.shape == (2, n, 2)
+    torch.testing.assert_close(grad2d[visible], ref_grad2d[visible], rtol=1e-7, atol=1e-9)
     assert (grad2d[~visible] == 0).all()
     assert (grad2d[visible].abs().sum(-1) > 0).float().mean() > 0.5
 
@@ -250,7 +265,7 @@ def test_radii_mark_visible_gaussians() -> None:
     scene["means"][1] = eye + 2.0 * ahead + torch.tensor([0.0, 40.0, 0.0], dtype=DTYPE)
     scene["means"][2] = eye + 2.0 * ahead
     _, _, meta = torch_rasterization(
-        **{k: scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")},
+        **scene_inputs(scene),
         width=WIDTH,
         height=HEIGHT,
     )
@@ -305,7 +320,7 @@ def test_empty_scene_renders_background() -> None:
 def test_absgrad_sums_absolute_per_pixel_gradients() -> None:
     scene = make_scene(100, 5, None, cameras=1)
     scene["means"].requires_grad_(True)
-    inputs = {k: scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")}
+    inputs = scene_inputs(scene)
     pixels = [(5, 7), (12, 20), (13, 21)]
     per_pixel = []
     for y, x in pixels:
@@ -318,7 +333,7 @@ def test_absgrad_sums_absolute_per_pixel_gradients() -> None:
     image, _, meta = torch_rasterization(**inputs, width=WIDTH, height=HEIGHT, absgrad=True)
     meta["means2d"].retain_grad()
     signs = [1.0, -1.0, 1.0]
-    sum(sign * image[0, y, x].sum() for sign, (y, x) in zip(signs, pixels)).backward()
+    torch.stack([sign * image[0, y, x].sum() for sign, (y, x) in zip(signs, pixels)]).sum().backward()
     expected_abs = sum(grad.abs() for grad in per_pixel)
     assert (expected_abs > 0).any()
     torch.testing.assert_close(meta["means2d"].absgrad, expected_abs, rtol=1e-10, atol=1e-14)
@@ -360,8 +375,8 @@ def test_default_strategy_reads_meta() -> None:
 
 def test_float32_matches_float64() -> None:
     scene = make_scene(150, 8, 1)
-    inputs = {k: scene[k] for k in ("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks")}
-    kwargs = dict(width=WIDTH, height=HEIGHT, sh_degree=1, render_mode="RGB+ED")
+    inputs = scene_inputs(scene)
+    kwargs: Dict[str, Any] = dict(width=WIDTH, height=HEIGHT, sh_degree=1, render_mode="RGB+ED")
     image64, alpha64, _ = torch_rasterization(**inputs, **kwargs)
     image32, alpha32, _ = torch_rasterization(**{k: v.float() for k, v in inputs.items()}, **kwargs)
     assert image32.dtype == torch.float32
@@ -378,8 +393,8 @@ def test_float32_matches_float64() -> None:
         ({"render_mode": "RGBD"}, r"render_mode must be one of"),
     ],
 )
-def test_bad_inputs_raise(change: Dict[str, object], message: str) -> None:
-    args = {
+def test_bad_inputs_raise(change: Dict[str, Any], message: str) -> None:
+    args: Dict[str, Any] = {
         "means": torch.zeros(4, 3),
         "quats": torch.zeros(4, 4),
         "scales": torch.ones(4, 3),
