@@ -56,9 +56,12 @@ def psnr(prediction: Float[Tensor, "t h w 3"], target: Float[Tensor, "t h w 3"])
 
 
 def moving_mask(target: Float[Tensor, "t h w 3"], threshold: float) -> Bool[Tensor, "h w"]:
-    """Pixels whose ground truth changes over the clip: some channel spans more than ``threshold``."""
-    span = target.amax(dim=0) - target.amin(dim=0)
-    return (span > threshold).any(dim=-1)
+    """Pixels whose ground truth changes over the clip: the moving region the training log uses too
+    (``ds4d_ns.evaluation.motion_region.moving_region``: some channel leaves the pixel's temporal
+    median by more than ``threshold`` in some frame, grown by a few pixels)."""
+    from ds4d_ns.evaluation.motion_region import moving_region
+
+    return moving_region(target.float(), threshold=threshold)
 
 
 def masked_psnr(

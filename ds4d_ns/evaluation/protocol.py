@@ -25,7 +25,8 @@ What is scored (every choice below is the published one unless marked *ours*):
   user, over objects), as the script does.
 * **Moving-region PSNR** (*ours*; the protocol has none, and on objects whose moving part is small the
   whole-image metrics hardly see motion): PSNR over the pixels whose ground truth changes over the clip
-  (any channel's range over time above ``--moving-threshold``), per view.
+  (a channel leaves the pixel's temporal median by more than ``--moving-threshold`` in some frame, the
+  region grown by two pixels: ``ds4d_ns.evaluation.motion_region``, the training log's definition), per view.
 * **FVD** (*ours as a definition*): the Fréchet distance between the I3D features of the predicted and
   the true clip sets. A clip is a window of 16 consecutive frames of one view video, taken at a fixed
   stride (``--fvd-stride``, 4 by default) over every view; the distribution is over all clips of all
@@ -56,6 +57,7 @@ import numpy as np
 from jaxtyping import UInt8
 
 from ds4d_ns import camera_layouts
+from ds4d_ns.evaluation.motion_region import MOTION_THRESHOLD
 
 PROTOCOL_RESOLUTION = 512
 """Side of the square frames every metric sees (Consistent4D's ground truth and scripts)."""
@@ -65,13 +67,14 @@ EVAL_AZIMUTHS_DEG: Tuple[float, ...] = camera_layouts.CONSISTENT4D_EVAL_AZIMUTHS
 """Azimuths of the evaluation views, in the order of their names."""
 FVD_CLIP_LENGTH = 16
 """Frames per I3D clip: the length I3D FVD is defined on (Unterthiner et al. 2018; cd-fvd's default)."""
+
 FVD_DEFAULT_STRIDE = 4
 """Frames between the starts of consecutive clips of a view (32 frames give 5 clips per view)."""
 I3D_INPUT_SIZE = 224
 """Side the frames are resized to for I3D (the public script and cd-fvd)."""
-DEFAULT_MOVING_THRESHOLD = 0.04
-"""A pixel is moving when one of its channels spans more than this (in [0, 1]) over the clip's ground
-truth: about 10 grey levels, above video compression noise, below any real motion on an object."""
+DEFAULT_MOVING_THRESHOLD = MOTION_THRESHOLD
+"""A pixel is moving when one of its channels leaves its temporal median by more than this (in [0, 1]);
+the training log's threshold, so both report the same region."""
 MetricName = Literal["psnr", "ssim", "lpips", "clip", "psnr_moving", "fvd", "fid_vid"]
 """A metric ``ds4d-eval`` reports."""
 METRICS: Tuple[MetricName, ...] = get_args(MetricName)
