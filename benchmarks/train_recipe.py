@@ -81,6 +81,35 @@ def eval_psnr_dynamic_region(pipeline, threshold: float = 0.05, dilate_px: int =
     }
 
 
+def moving_psnr_by_frame(pipeline, split: str) -> dict:
+    """PSNR on the moving region (the datamanager's ``motion_mask``) of every view of a split, pooled
+    over the views of each frame: ``{"mean": ..., "by_frame": {frame: psnr}}``; the issue-12 motion numbers."""
+    import torch
+
+    from ds4d_ns.evaluation.motion_region import composite_on_white, masked_psnr
+
+    model, datamanager = pipeline.model, pipeline.datamanager
+    dataset = datamanager.train_dataset if split == "train" else datamanager.eval_dataset
+    entries = datamanager.cached_train if split == "train" else datamanager.cached_eval
+    cameras = dataset.cameras
+    frames = cameras.metadata["frame_index"].view(-1).tolist()
+    pairs: dict = {}
+    model.eval()
+    with torch.no_grad():
+        for index, entry in enumerate(entries):
+            if "motion_mask" not in entry:
+                return {}
+            outputs = model.get_outputs_for_camera(cameras[index : index + 1].to(model.device))
+            truth = composite_on_white(entry["image"].to(model.device))
+            pairs.setdefault(frames[index], []).append((outputs["rgb"], truth, entry["motion_mask"].to(model.device)))
+    by_frame = {}
+    for frame, items in sorted(pairs.items()):
+        pred, truth, mask = (torch.stack(column) for column in zip(*items))
+        by_frame[str(frame)] = round(float(masked_psnr(pred, truth, mask)), 3)
+    finite = [value for value in by_frame.values() if value == value]
+    return {"mean": round(sum(finite) / max(len(finite), 1), 3), "by_frame": by_frame}
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The scene, schedule and method options shared by the training benchmarks."""
     parser.add_argument("--scene", default="windmill")
@@ -260,6 +289,8 @@ def main() -> None:
         "eval": {key: round(float(value), 4) for key, value in metrics.items()},
         "eval_psnr_per_view": per_view,
         "eval_dynamic_region": dynamic_region,
+        "train_motion": moving_psnr_by_frame(trainer.pipeline, "train"),
+        "eval_motion": moving_psnr_by_frame(trainer.pipeline, "eval"),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")
