@@ -220,6 +220,7 @@ def test_ray_batch_one_corrupt_clip_fails_alone_and_a_rerun_does_only_it(synth_c
             "right.mp4",
         ]
         assert len(list(Path(outputs["splats"]).rglob("*.ply"))) == 3  # one splat per frame
+        assert (Path(outputs["splats"]) / "manifest.json").is_file()
         assert clips[name]["worker"]["pid"] != os.getpid()  # ran in a Ray worker, not in this process
     table = summary(out)
     assert [r["status"] for r in table] == ["done", "failed", "done"] and float(table[0]["psnr"]) > 5

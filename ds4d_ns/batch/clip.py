@@ -277,14 +277,15 @@ def render(config_path: Path, output_dir: Path, settings: ClipSettings) -> List[
 
 
 def export_splats(config_path: Path, output_dir: Path, num_times: Optional[int]) -> Path:
-    """``ds4d-export`` of a trained run into ``output_dir``; returns the folder.
+    """``ds4d-export`` of a trained run into ``output_dir`` (``ply/frame_XXXX.ply``, ``manifest.json``); returns
+    the folder.
 
     The batch's one call of the export command: when its Python API changes, only this changes.
     """
-    from ds4d_ns.scripts.export import ExportGaussianSequence
+    from ds4d_ns.scripts.export import ExportGaussianSequence, export_sequence
 
-    ExportGaussianSequence(load_config=config_path, output_dir=output_dir, num_times=num_times).main()
-    return Path(output_dir)
+    options = ExportGaussianSequence(load_config=config_path, output_dir=output_dir, num_times=num_times)
+    return Path(export_sequence(options).output_dir)
 
 
 def write_task_marker(clip_dir: Path, attempt: str) -> Dict[str, Any]:
