@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -33,9 +33,9 @@ TINY_TRAINING = (
 )
 
 
-def tiny_config(jobs: Path, out: Path, **overrides) -> BatchConfig:
+def tiny_config(jobs: Path, out: Path, **overrides: Any) -> BatchConfig:
     """A batch of ds4d-base-cpu, 6 steps at 32 px, small eval and renders, CPU-only Ray tasks."""
-    options = dict(
+    options: Dict[str, Any] = dict(
         method="ds4d-base-cpu",
         train_args=TINY_TRAINING,
         gpus_per_job=0.0,
@@ -263,31 +263,64 @@ def test_ray_task_killed_fails_its_clip_and_the_rerun_finishes_it(synth_clips, t
     assert manifest_clips(out)["clip0"]["attempts"] == 2
 
 
+def write_disc_video(folder: Path, frames: int = 4, size: int = 48) -> Path:
+    """A video of a red disc moving on white, with a folder ``masks`` of its masks beside it."""
+    import numpy as np
+
+    from ds4d_ns.io.video import write_video_atomic
+    from ds4d_ns.io.writers import write_png_atomic
+
+    ys, xs = np.mgrid[0:size, 0:size]
+    images = []
+    for i in range(frames):
+        inside = (xs - (16 + 4 * i)) ** 2 + (ys - 24) ** 2 <= 8**2
+        image = np.full((size, size, 3), 255, dtype=np.uint8)
+        image[inside] = (200, 40, 40)
+        images.append(image)
+        write_png_atomic(folder / "masks" / f"m{i:03d}.png", (inside * 255).astype(np.uint8))
+    write_video_atomic(folder / "disc.mp4", images, fps=10)
+    return folder / "disc.mp4"
+
+
 @pytest.mark.slow
 def test_without_ray_clips_run_in_process_and_a_clip_left_running_is_run_again(
-    synth_clips, tmp_path, monkeypatch, capsys
+    synth_clips, tmp_path, tiny_zero123plus, monkeypatch, capsys
 ):
     monkeypatch.setattr(runner, "ray_module", lambda: None)
-    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0", "clip2"))
+    jobs = copy_clips(synth_clips, tmp_path / "jobs", names=("clip0",))
+    write_disc_video(jobs)
+    csv_path = write_csv(jobs / "jobs.csv", "input,masks,num_frames\nclip0,,\ndisc.mp4,masks,3\n")
+    process_args = (
+        f"--model-id {tiny_zero123plus} --num-inference-steps 2 --tile-size 16 --resolution 32 --num-points 300 "
+        "--hull-resolution 24 --device cpu"
+    )
     out = tmp_path / "out"
 
-    rows = run_batch(tiny_config(jobs, out))
+    rows = run_batch(tiny_config(csv_path, out, process_args=process_args))
 
-    assert [r["status"] for r in rows] == ["done", "done"]
+    assert [(r["clip"], r["status"]) for r in rows] == [("clip0", "done"), ("disc", "done")]
     assert "pip install 'ds4d-ns[batch]'" in capsys.readouterr().out.replace("\n", "")
     clips = manifest_clips(out)
     assert all(record["worker"]["pid"] == os.getpid() for record in clips.values())  # in this process
+    # the video went through ds4d-process (3 frames, 1 input + 6 pseudo views); it has no eval views
+    dataset = Path(clips["disc"]["outputs"]["dataset"])
+    assert dataset == clip_folder(out, "disc") / "data" and len(list(dataset.rglob("*.png"))) == 3 * 7
+    assert clips["disc"]["metrics"] is None and "eval" not in clips["disc"]["outputs"]
+    assert len(list(Path(clips["disc"]["outputs"]["splats"]).rglob("*.ply"))) == 3
+    checkpoint = next(Path(clips["disc"]["outputs"]["config"]).parent.glob("nerfstudio_models/*.ckpt"))
+    stamp = checkpoint.stat().st_mtime_ns
 
-    # a batch killed while clip2 ran leaves it "running" in the manifest
+    # a batch killed while the disc clip was being rendered leaves it "running" in the manifest
     content = json.loads((out / MANIFEST_NAME).read_text())
-    content["clips"]["clip2"]["state"] = "running"
+    content["clips"]["disc"]["state"] = "running"
     (out / MANIFEST_NAME).write_text(json.dumps(content))
-    rows = run_batch(tiny_config(jobs, out))
+    rows = run_batch(tiny_config(csv_path, out, process_args=process_args))
 
     assert [r["status"] for r in rows] == ["done", "done"]
     assert "interrupted earlier" in capsys.readouterr().out.replace("\n", "")
     clips = manifest_clips(out)
-    assert (clips["clip0"]["attempts"], clips["clip2"]["attempts"]) == (1, 2)
+    assert (clips["clip0"]["attempts"], clips["disc"]["attempts"]) == (1, 2)
+    assert checkpoint.stat().st_mtime_ns == stamp  # its finished training was kept, not trained again
 
 
 def test_ray_cluster_without_the_gpus_asked_for_is_refused_before_any_work(synth_clips, tmp_path, local_ray):
