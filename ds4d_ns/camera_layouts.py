@@ -35,6 +35,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ds4d_ns.options import Zero123PlusRelease
+
 INPUT_RADIUS = 2.0
 """Distance of the input camera from the object centre (Consistent4D)."""
 INPUT_FOVY_DEG = 49.1
@@ -163,7 +165,7 @@ def zero123pp_v12_views(half_extent: float | None = None) -> Tuple[OrbitView, ..
     )
 
 
-def zero123pp_views(version: str = "v1.2", half_extent: float | None = None) -> Tuple[OrbitView, ...]:
+def zero123pp_views(version: Zero123PlusRelease = "v1.2", half_extent: float | None = None) -> Tuple[OrbitView, ...]:
     """The six pseudo views of a Zero123++ release (``half_extent`` only matters for v1.2)."""
     if version == "v1.2":
         return zero123pp_v12_views(half_extent)

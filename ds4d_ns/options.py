@@ -16,5 +16,7 @@ SamplingPoints = Literal["canonical", "deformed"]
 """Where frame features are sampled: the canonical Gaussian centres or the centres deformed to the step's time."""
 WeightsMode = Literal["pretrained", "random-init"]
 """Weights of a pretrained network: the published ones, or random ones (tests and timing only)."""
+TestMode = Literal["test", "val", "inference"]
+"""nerfstudio's set-up mode of a pipeline (``VanillaPipeline``, ``Trainer.setup``): which splits it loads."""
 Zero123PlusRelease = Literal["v1.2", "v1.1"]
 """Zero123++ release: sets the pseudo views' camera layout (``ds4d_ns.camera_layouts``)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Type
+from typing import Dict, Type
 
 import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
@@ -32,6 +32,7 @@ from ds4d_ns.io.checkpoints import (
     load_newest_checkpoint,
     save_checkpoint_atomic,
 )
+from ds4d_ns.options import TestMode
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,7 +75,7 @@ class Ds4dTrainer(Trainer):
     whose checkpoints are written atomically, and whose resume (``--load-dir``) skips a checkpoint
     that does not load and optimises the loaded parameters."""
 
-    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+    def setup(self, test_mode: TestMode = "val") -> None:
         # a missing or empty checkpoint is reported before the dataset and the features are loaded
         load_dir, load_step = self.config.load_dir, self.config.load_step
         if load_dir is not None:

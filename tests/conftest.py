@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
+from typing import TYPE_CHECKING, Callable, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -16,6 +16,23 @@ import pytest  # noqa: E402
 from ds4d_ns import camera_layouts  # noqa: E402
 from ds4d_ns.data.dataset_format import PLY_NAME, view_layout, write_dataset  # noqa: E402
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic  # noqa: E402
+
+if TYPE_CHECKING:  # annotations only: the model and trainer modules are imported where used
+    from nerfstudio.engine.trainer import TrainerConfig
+
+    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.ds4d_model import Ds4dModelConfig
+
+
+def ds4d_parts(config: TrainerConfig) -> Tuple[Ds4dDatamanagerConfig, Ds4dModelConfig]:
+    """The datamanager and model configs of a ds4d method config, as their own classes (nerfstudio's
+    ``TrainerConfig`` declares its pipeline's parts with their base classes)."""
+    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.ds4d_model import Ds4dModelConfig
+
+    datamanager, model = config.pipeline.datamanager, config.pipeline.model
+    assert isinstance(datamanager, Ds4dDatamanagerConfig) and isinstance(model, Ds4dModelConfig)
+    return datamanager, model
 
 
 def write_fake_dataset(

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import pytest
 import torch
+from conftest import ds4d_parts
 
 from ds4d_ns.errors import UserError
 from ds4d_ns.evaluation import fvd as fvd_module
@@ -387,20 +388,20 @@ def test_scores_with_stand_in_networks_cover_fvd_and_fid_vid():
     assert len(same.fid_per_frame) == 18
 
 
+def _views_of_different_lengths(root: Path, truth: np.ndarray) -> None:
+    """A view set whose eval_1 is shorter than the other views."""
+    write_views(root, truth)
+    shutil.rmtree(root / "eval_1")
+    write_views(root, truth[1:2, :2], ("eval_1",))
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
         (lambda root, truth: write_views(root, truth, ("view0", "view1", "view2", "view3")), "no view named eval_0"),
         (lambda root, truth: write_views(root, truth[:2], NAMES[:2]), "lacks the views eval_2, eval_3"),
         (lambda root, truth: write_views(root, truth[:, :3]), "3 frames, but --gt"),
-        (
-            lambda root, truth: (
-                write_views(root, truth),
-                shutil.rmtree(root / "eval_1"),
-                write_views(root, truth[1:2, :2], ("eval_1",)),
-            ),
-            "different frame counts",
-        ),
+        (_views_of_different_lengths, "different frame counts"),
         (lambda root, truth: (root / "eval_0").mkdir(parents=True), "no such folder"),
     ],
     ids=[
@@ -465,7 +466,7 @@ def trained_run(tmp_path_factory) -> Path:
     config.output_dir, config.experiment_name, config.timestamp = root / "outputs", "tiny", "run"
     config.vis, config.steps_per_eval_image, config.steps_per_eval_all_images = "tensorboard", 10_000, 10_000
     config.pipeline.datamanager.data = root / "data"
-    config.pipeline.model.eval_lpips = False
+    ds4d_parts(config)[1].eval_lpips = False
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()

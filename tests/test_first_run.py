@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import ds4d_parts
 from nerfstudio.configs.base_config import MachineConfig
 
 from ds4d_ns.data.dataset_format import TRANSFORMS_NAME
@@ -44,7 +45,7 @@ def last_line(result: subprocess.CompletedProcess) -> str:
 
 def no_cuda_training_config(data: Path, method: str = "ds4d-base", **factory_args):
     config = make_ds4d_config(method_name=method, **factory_args)
-    config.pipeline.datamanager.dataparser.data = data
+    ds4d_parts(config)[0].dataparser.data = data
     return config
 
 

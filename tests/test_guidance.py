@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ds4d_parts
 
 from ds4d_ns import camera_layouts
 from ds4d_ns.guidance import sds
@@ -182,12 +183,12 @@ def test_weights_check_lists_every_missing_model_and_passes_with_local_ones(
         raise urllib.error.URLError("offline")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    pipeline = make_ds4d_config(priors=True).pipeline
-    model = pipeline.model
+    config = make_ds4d_config(priors=True)
+    pipeline, (datamanager, model) = config.pipeline, ds4d_parts(config)
     problems = missing_weights(pipeline)
     assert len(problems) == 3
     assert "facebook/dinov2-small" in problems[0] and "VGG16" in problems[1] and "zero123" in problems[2]
-    pipeline.datamanager.frame_features.extractor.model_id = str(tiny_dinov2)
+    datamanager.frame_features.extractor.model_id = str(tiny_dinov2)
     model.lpips_backbone = "random-init"
     model.sds.model_id = str(tiny_zero123)
     assert missing_weights(pipeline) == []

@@ -25,7 +25,8 @@ def test_fp16_sds_on_cuda_gives_finite_gradients(tiny_zero123: Path):
     pose = Zero123Guidance.pose_embedding(torch.tensor([5.0]), torch.tensor([120.0]))
     loss = guidance.sds_loss(renders, embeds, latents, pose, sds_step=100)
     loss.backward()
-    assert torch.isfinite(loss) and torch.isfinite(renders.grad).all() and renders.grad.abs().sum() > 0
+    grad = renders.grad
+    assert grad is not None and torch.isfinite(loss) and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
 def test_lpips_on_cuda_matches_the_cpu():

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pytest
+from conftest import ds4d_parts
 
 from ds4d_ns.io.video import write_video_atomic
 from ds4d_ns.io.writers import write_png_atomic
@@ -31,8 +33,10 @@ def _write_clip(folder: Path, frames: int = 6, size: int = 64) -> tuple[Path, Pa
     return video, masks
 
 
-def _config(video: Path, masks: Path, output: Path, zero123plus_folder: Path, **overrides) -> ProcessConfig:
-    settings = dict(
+def _config(
+    video: Path, masks: Optional[Path], output: Path, zero123plus_folder: Path, **overrides: Any
+) -> ProcessConfig:
+    settings: Dict[str, Any] = dict(
         input=video,
         output=output,
         num_frames=4,
@@ -73,7 +77,7 @@ def test_a_video_becomes_a_dataset_that_ds4d_trains_on(tmp_path: Path, tiny_zero
     config.output_dir, config.vis = tmp_path / "runs", "tensorboard"
     config.steps_per_eval_image = config.steps_per_eval_all_images = 10_000
     config.pipeline.datamanager.data = out
-    config.pipeline.datamanager.camera_res_scale_factor = 1.0
+    ds4d_parts(config)[0].camera_res_scale_factor = 1.0
     config.set_timestamp()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
@@ -245,8 +249,8 @@ def _grid_image(tile: int, seed: int, alpha: bool) -> np.ndarray:
     return grid_image
 
 
-def _import_config(source: Path, out: Path, views_dir: Path, **overrides) -> ProcessConfig:
-    settings = dict(
+def _import_config(source: Path, out: Path, views_dir: Path, **overrides: Any) -> ProcessConfig:
+    settings: Dict[str, Any] = dict(
         input=source,
         output=out,
         num_frames=4,

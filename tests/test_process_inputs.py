@@ -191,6 +191,7 @@ def _encode_rgba(path: Path, codec: str, pix_fmt: str, frames: list, options: di
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=10)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
         if options:
             stream.options = options

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Dict
 
 import numpy as np
 import pytest
@@ -42,8 +43,8 @@ def _grid_images(folder: Path, count: int, tile: int = 32) -> Path:
     return folder
 
 
-def _config(source: Path, out: Path, views: Path, **overrides) -> ProcessConfig:
-    settings = dict(
+def _config(source: Path, out: Path, views: Path, **overrides: Any) -> ProcessConfig:
+    settings: Dict[str, Any] = dict(
         input=source,
         output=out,
         num_frames=32,
@@ -107,8 +108,8 @@ def test_an_l4gm_clip_on_white_is_matted_by_the_white_key(tmp_path: Path):
     video = read_video_frames(REALDATA / "l4gm" / "blooming_rose_fg.mp4")
     crop = clip_crop([key_rgba(image) for image in video], [str(k) for k in range(32)], 0.85)
     for k, rgba in enumerate(frames):
-        reference = Image.open(REALDATA / "consistent4d" / "blooming_rose" / f"{k}.png").convert("RGBA")
-        reference = np.asarray(reference.resize((512, 512), Image.Resampling.BILINEAR))
+        with Image.open(REALDATA / "consistent4d" / "blooming_rose" / f"{k}.png") as image:
+            reference = np.asarray(image.convert("RGBA").resize((512, 512), Image.Resampling.BILINEAR))
         source_alpha = key_alpha(video[k])
         assert _iou(source_alpha > 0.5, reference[..., 3] > 127) > 0.95, f"source frame {k}"
         soft = (source_alpha > 0) & (source_alpha < 1)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ds4d_parts
 
 from ds4d_ns.errors import UserError, report_user_error
 from ds4d_ns.io.checkpoints import CheckpointError, load_newest_checkpoint, save_checkpoint_atomic
@@ -90,11 +91,17 @@ def _no_checkpoint(run: Path, out: Path) -> None:
 
 
 def _user_file(name: str) -> Callable[[Path, Path], None]:
-    return lambda run, out: _plant(out / name) and None
+    def plant(run: Path, out: Path) -> None:
+        _plant(out / name)
+
+    return plant
 
 
 def _crafted_config(text: str) -> Callable[[Path, Path], None]:
-    return lambda run, out: run.write_text(text) and None
+    def craft(run: Path, out: Path) -> None:
+        run.write_text(text)
+
+    return craft
 
 
 # name, set-up (run config.yml, output folder), command, arguments, expected error, words of the message
@@ -386,7 +393,7 @@ def trained(tmp_path_factory) -> Path:
         config.output_dir, config.experiment_name, config.timestamp = Path("outputs"), "tiny", "run"
         config.vis, config.steps_per_eval_image, config.steps_per_eval_all_images = "tensorboard", 10_000, 10_000
         config.pipeline.datamanager.data = Path("data")
-        config.pipeline.model.eval_lpips = False
+        ds4d_parts(config)[1].eval_lpips = False
         config.steps_per_save, config.save_only_latest_checkpoint = 1, False
         config.save_config()
         trainer = config.setup(local_rank=0, world_size=1)

@@ -17,6 +17,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
+from conftest import ds4d_parts
 
 from ds4d_ns.data.dataset_format import ROLE_CODES
 from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
@@ -55,11 +56,12 @@ def small_config(
     config.vis = "tensorboard"
     config.steps_per_eval_image = 10_000
     config.steps_per_eval_all_images = 10_000
-    config.pipeline.datamanager.data = data
-    config.pipeline.datamanager.camera_res_scale_factor = 0.5  # 32 px keeps the test short
-    config.pipeline.model.eval_lpips = False
-    config.pipeline.datamanager.frame_features.extractor.model_id = str(dinov2)
-    config.pipeline.datamanager.frame_features.extractor.image_size = 56
+    datamanager, model = ds4d_parts(config)
+    datamanager.data = data
+    datamanager.camera_res_scale_factor = 0.5  # 32 px keeps the test short
+    model.eval_lpips = False
+    datamanager.frame_features.extractor.model_id = str(dinov2)
+    datamanager.frame_features.extractor.image_size = 56
     config.save_config()
     return config
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
 
 import numpy as np
 import pytest
@@ -26,8 +26,8 @@ from ds4d_ns.process.zero123plus import (
 )
 
 
-def _pipeline(folder: Path, **overrides) -> Zero123PlusPipeline:
-    settings = dict(model_id=str(folder), num_inference_steps=3, tile_size=16)
+def _pipeline(folder: Path, **overrides: Any) -> Zero123PlusPipeline:
+    settings: Dict[str, Any] = dict(model_id=str(folder), num_inference_steps=3, tile_size=16)
     settings.update(overrides)
     return Zero123PlusPipeline.load(Zero123PlusConfig(**settings), "cpu")
 
@@ -88,7 +88,7 @@ def test_conditioning_goes_through_the_releases_processors(release_sized: Path):
     """The VAE sees the processor's 512 px crop with mean 0.5 / std 0.8 (a 64 x 64 reference latent), CLIP
     sees its own processor's pixels, RGBA is pasted on grey 127."""
     pipeline = _pipeline(release_sized)
-    seen = {}
+    seen: Dict[str, torch.Tensor] = {}
     encode, vision = pipeline.vae.encode, pipeline.vision_encoder.forward
 
     def spy_encode(pixels, *args, **kwargs):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -147,6 +147,10 @@ def grey_key_alpha(rgb: np.ndarray, grey: float = 0.5, low: float = 0.03, high: 
     """Alpha in [0, 1] from the distance of each pixel (RGB in [0, 1]) to a uniform grey background."""
     distance = np.abs(rgb - grey).max(axis=-1)
     return np.clip((distance - low) / (high - low), 0.0, 1.0)
+
+
+ViewMatting = Callable[[np.ndarray], np.ndarray]
+"""Alpha for a generated view: RGB in [0, 1] to RGBA uint8 (:class:`GeneratedViewMatting`, or a stand-in)."""
 
 
 class GeneratedViewMatting:

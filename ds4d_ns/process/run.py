@@ -34,9 +34,9 @@ from ds4d_ns.options import Zero123PlusRelease
 from ds4d_ns.process.fingerprint import describe_changes, fingerprints
 from ds4d_ns.process.frames import InputError, read_clip
 from ds4d_ns.process.framing import clip_crop, crop_rgba
-from ds4d_ns.process.masks import GeneratedViewMatting, Matting, input_rgba
+from ds4d_ns.process.masks import GeneratedViewMatting, Matting, ViewMatting, input_rgba
 from ds4d_ns.process.pseudo_import import PseudoViewEntry, load_views, scan_pseudo_views
-from ds4d_ns.process.zero123plus import AnchorCache, Zero123PlusConfig, on_grey
+from ds4d_ns.process.zero123plus import AnchorCache, Zero123PlusConfig, Zero123PlusPipeline, on_grey
 
 TOOL = "ds4d-process"
 MANIFEST_NAME = "ds4d_process.json"
@@ -164,7 +164,7 @@ def check_arguments(config: ProcessConfig) -> None:
             break
 
 
-def _release(config: ProcessConfig) -> str:
+def _release(config: ProcessConfig) -> Zero123PlusRelease:
     """The Zero123++ release whose camera layout the pseudo views follow."""
     return (
         config.pseudo_release
@@ -278,9 +278,7 @@ def _pseudo_done(out: Path, frame: int) -> bool:
     return all((out / image_path("pseudo", view, frame)).is_file() for view in range(6))
 
 
-def _load_generator(config: ProcessConfig):
-    from ds4d_ns.process.zero123plus import Zero123PlusPipeline
-
+def _load_generator(config: ProcessConfig) -> Tuple[Zero123PlusPipeline, GeneratedViewMatting]:
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     matting = GeneratedViewMatting(config.matting)  # rembg's model first: it fails fast offline
     return Zero123PlusPipeline.load(config.zero123plus, device), matting
@@ -291,7 +289,7 @@ def _import_pseudo_views(
     out: Path,
     entries: Sequence[PseudoViewEntry],
     todo: List[int],
-    matting: Optional[GeneratedViewMatting],
+    matting: Optional[ViewMatting],
 ) -> None:
     """Write the imported views of the frames in ``todo`` (alpha kept, or matted like generated views)."""
     for frame in track(todo, description=f"Importing pseudo views ({config.pseudo_release})"):
@@ -309,8 +307,8 @@ def _generate_pseudo_views(
     out: Path,
     condition_images: Sequence[np.ndarray],
     todo: List[int],
-    pipeline,
-    matting: GeneratedViewMatting,
+    pipeline: Zero123PlusPipeline,
+    matting: ViewMatting,
 ) -> None:
     """Six Zero123++ views of every frame in ``todo``, matted and resized to ``config.resolution``.
 
