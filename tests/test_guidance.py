@@ -118,7 +118,7 @@ def test_zero123_sds_pushes_latents_along_the_guided_prediction(tiny_zero123: Pa
 
     guidance.unet = KnownUNet()
     latents = torch.randn(2, 4, 8, 8, requires_grad=True)
-    guidance.encode_render = lambda renders: latents  # type: ignore[method-assign]
+    guidance.encode_render = lambda renders: latents  # type: ignore[method-assign]  # known latents, no VAE
     generator = torch.Generator().manual_seed(3)
     embeds, cond_latents = guidance.embed_condition(torch.rand(2, 16, 16, 3))
     pose = Zero123Guidance.pose_embedding(torch.zeros(2), torch.zeros(2))
