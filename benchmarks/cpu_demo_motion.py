@@ -91,10 +91,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     import nerfstudio
-    from ds4d_ns.method_configs import ds4d_config
     from nerfstudio.configs.base_config import MachineConfig
     from PIL import Image
 
+    from ds4d_ns.method_configs import ds4d_config
     from ds4d_ns.rendering.orbit_cameras import orbit_cameras
     from ds4d_ns.scripts.synth import SynthConfig
     from ds4d_ns.scripts.synth import main as synth_main
@@ -176,6 +176,8 @@ def main() -> None:
         travel = (end - start).norm(dim=-1).cpu()
     motion = front_view_motion(torch.stack(renders), torch.stack(truths))
     metrics = pipeline.get_average_eval_image_metrics()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_recipe import moving_psnr_by_frame
 
     record = {
         "benchmark": "cpu_demo_motion",
@@ -203,6 +205,8 @@ def main() -> None:
             "mean": round(float(travel.mean()), 4),
         },
         "eval": {key: round(float(value), 4) for key, value in metrics.items()},
+        "train_motion": moving_psnr_by_frame(pipeline, "train"),
+        "eval_motion": moving_psnr_by_frame(pipeline, "eval"),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")
