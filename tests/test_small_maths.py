@@ -83,21 +83,22 @@ def test_front_view_motion_separates_a_moving_render_from_a_static_one():
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5, 1 / 3])
-def test_intrinsics_and_size_equal_nerfstudios_rescaled_intrinsics(scale):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_intrinsics_and_size_equal_nerfstudios_rescaled_intrinsics(scale, dtype):
     from nerfstudio.cameras.cameras import Cameras
 
     from ds4d_ns.rendering.camera_matrices import intrinsics_and_size
 
     cameras = Cameras(
-        camera_to_worlds=torch.eye(4)[:3].expand(3, 3, 4),
-        fx=torch.tensor([[100.0], [120.0], [90.5]]),
-        fy=torch.tensor([[101.0], [119.0], [91.5]]),
-        cx=torch.tensor([[63.5], [64.0], [62.25]]),
-        cy=torch.tensor([[47.5], [48.0], [46.75]]),
+        camera_to_worlds=torch.eye(4, dtype=dtype)[:3].expand(3, 3, 4),
+        fx=torch.tensor([[100.0], [120.0], [90.5]], dtype=dtype),
+        fy=torch.tensor([[101.0], [119.0], [91.5]], dtype=dtype),
+        cx=torch.tensor([[63.5], [64.0], [62.25]], dtype=dtype),
+        cy=torch.tensor([[47.5], [48.0], [46.75]], dtype=dtype),
         width=127,
         height=95,
     )
     Ks, width, height = intrinsics_and_size(cameras, scale)
     cameras.rescale_output_resolution(scale)
-    torch.testing.assert_close(Ks, cameras.get_intrinsics_matrices())
+    torch.testing.assert_close(Ks, cameras.get_intrinsics_matrices())  # dtype included: float32
     assert (width, height) == (int(cameras.width[0]), int(cameras.height[0]))

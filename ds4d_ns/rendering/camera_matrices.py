@@ -40,6 +40,7 @@ def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3
     cameras' device and the size is read back once. All cameras must share one size."""
     fx, fy, cx, cy = (getattr(cameras, name).view(-1) * scale for name in ("fx", "fy", "cx", "cy"))
     zero, one = torch.zeros_like(fx), torch.ones_like(fx)
-    Ks = torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3)
+    # float32 whatever the cameras hold, as nerfstudio's matrices (ns-render's camera paths are float64)
+    Ks = torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float()
     width, height = torch.stack([cameras.width.view(-1)[0], cameras.height.view(-1)[0]]).tolist()
     return Ks, int(width * scale), int(height * scale)
