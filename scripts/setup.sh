@@ -28,6 +28,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   # torchvision fails at import, and nerfstudio imports torchvision on every command.
   .venv/bin/python -c "import torch, torchvision" 2>/dev/null \
     || .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install -q -e ".[dev,batch]"  # batch: Ray (a 79 MB wheel, about 10 s) for ds4d-batch's tests
+  .venv/bin/python -m pip install -q -e ".[dev,batch,spz]"  # batch: Ray (a 79 MB wheel, about 10 s) for ds4d-batch's tests; spz: gsply for the SPZ export test
   echo "$wanted" > "$stamp"
 fi
