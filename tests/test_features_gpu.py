@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig, load_backbone, patch_features, preprocess
+from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig
 from ds4d_ns.fields.tssf import FramePointFeatures
 
 pytestmark = [
@@ -38,9 +39,18 @@ def test_point_features_on_cuda_match_the_cpu(fusion):
     focal = camera_layouts.focal_from_fov(camera_layouts.INPUT_FOVY_DEG, 64)
     intrinsics = torch.tensor([[focal, 0, 32.0], [0, focal, 32.0], [0, 0, 1]])[None, None].repeat(3, 4, 1, 1)
     maps = torch.randn(3, 4, 8, 5, 5).half()
-    module = FramePointFeatures(
-        maps, maps[:, :, 0].abs(), torch.tensor([0.0, 0.5, 1.0]), viewmats, intrinsics, 64, 64, fusion, 8
+    bank = FeatureBank(
+        config=FrameFeaturesConfig(mode="dsfd", fusion=fusion, dim=8),
+        maps=maps,
+        dynamic_magnitude=maps[:, :, 0].abs(),
+        times=torch.tensor([0.0, 0.5, 1.0]),
+        viewmats=viewmats,
+        intrinsics=intrinsics,
+        width=64,
+        height=64,
+        front_view=0,
     )
+    module = FramePointFeatures(bank)
     for parameter in module.parameters():
         parameter.data.normal_()
     points = 0.4 * torch.randn(500, 3)
