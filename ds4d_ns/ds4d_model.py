@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Self, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.models.splatfacto import (
     RGB2SH,
     SplatfactoModel,
@@ -58,6 +59,7 @@ from ds4d_ns.options import WeightsMode
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
+from ds4d_ns.rendering.torch_rasterizer import RenderMode
 from ds4d_ns.strategy import TopFractionStrategy
 
 
@@ -293,7 +295,7 @@ class Ds4dModel(SplatfactoModel):
         state = parameter_state([*self.parameters(), *self.buffers()])
         return self._playback.geometry(time, self.config.playback_cache, self.frame_times(), state, self.gaussians_at)
 
-    def train(self, mode: bool = True):  # type: ignore[override]
+    def train(self, mode: bool = True) -> Self:
         # Training changes the parameters at every step: drop the playback geometry (and its memory).
         if mode:
             self._playback.clear()
@@ -306,8 +308,11 @@ class Ds4dModel(SplatfactoModel):
             return torch.ones(3, device=self.device)
         return super()._get_background_color()
 
-    def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:
-        """Render cameras ``[V]``; outputs carry a leading view dimension ``[V, H, W, C]``."""
+    def get_outputs(self, camera: Union[RayBundle, Cameras]) -> Dict[str, Any]:
+        """Render cameras ``[V]``; outputs carry a leading view dimension ``[V, H, W, C]``.
+
+        The parameter is typed as nerfstudio's ``Model.get_outputs`` types it; ray bundles are refused. The
+        outputs are tensors, except in training the step's deformed Gaussians (``geometry``)."""
         if not isinstance(camera, Cameras):
             raise TypeError(f"ds4d renders Cameras, got {type(camera).__name__}")
         camera = camera.flatten() if len(camera.shape) > 1 else camera
@@ -353,7 +358,7 @@ class Ds4dModel(SplatfactoModel):
             sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
         else:
             colors, sh_degree = torch.sigmoid(colors[:, 0, :]), None
-        render_mode = "RGB+ED" if self.config.output_depth_during_training or not self.training else "RGB"
+        render_mode: RenderMode = "RGB+ED" if self.config.output_depth_during_training or not self.training else "RGB"
 
         render, alpha, info = rasterize_gaussians(
             means=means,

@@ -16,11 +16,13 @@ at construction; this pipeline does not touch them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Type
+from typing import Optional, Type
 
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from torch.cuda.amp.grad_scaler import GradScaler
 
 from ds4d_ns.errors import UserError, exit_with_user_error
+from ds4d_ns.options import TestMode
 
 
 @dataclass
@@ -35,22 +37,24 @@ class Ds4dPipelineConfig(VanillaPipelineConfig):
 class Ds4dPipeline(VanillaPipeline):
     """VanillaPipeline whose training set-up checks weights first and loads the model's priors."""
 
+    config: Ds4dPipelineConfig
+
     def __init__(
         self,
         config: Ds4dPipelineConfig,
         device: str,
-        test_mode: Literal["test", "val", "inference"] = "val",
+        test_mode: TestMode = "val",
         world_size: int = 1,
         local_rank: int = 0,
-        grad_scaler: Optional[object] = None,
+        grad_scaler: Optional[GradScaler] = None,
     ) -> None:
         if test_mode != "val":
-            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
             self._share_schedule()
             return
         try:
             self._require_weights(config)
-            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)  # type: ignore[arg-type]
+            super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
             self._share_schedule()
             self._setup_training_priors()
         except UserError as err:

@@ -26,6 +26,8 @@ configuration classes (the heavy parts load when a model is built).
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
@@ -141,7 +143,15 @@ def make_ds4d_config(
     )
 
 
-_CPU_SCHEDULE = {"static_steps": 50, "dynamic_steps": 500, "cpu": True}
+class _Schedule(TypedDict):
+    """Keyword arguments of :func:`make_ds4d_config` that set a method's schedule and device."""
+
+    static_steps: int
+    dynamic_steps: int
+    cpu: bool
+
+
+_CPU_SCHEDULE: _Schedule = {"static_steps": 50, "dynamic_steps": 500, "cpu": True}
 
 ds4d_method = MethodSpecification(
     config=make_ds4d_config(),

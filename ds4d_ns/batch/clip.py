@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple, TypeVar
 from ds4d_ns.batch.jobs import ClipJob
 from ds4d_ns.data.dataset_format import TRANSFORMS_NAME
 from ds4d_ns.errors import UserError
+from ds4d_ns.evaluation.protocol import MetricName
 from ds4d_ns.io.writers import write_json_atomic
 
 CLIPS_FOLDER = "clips"
@@ -66,7 +67,7 @@ class ClipSettings:
     """ns-train flags for the method's configuration, e.g. ``--max-num-iterations 3000``."""
     process_args: str = ""
     """ds4d-process flags for videos and frame folders, e.g. ``--matting white --num-frames 32``."""
-    eval_metrics: Tuple[str, ...] = ()
+    eval_metrics: Tuple[MetricName, ...] = ()
     """ds4d-eval metrics (empty: ds4d-eval's default, all)."""
     render_resolution: int = 512
     """Side of the rendered videos in pixels."""
@@ -250,11 +251,12 @@ def _train_loop(config) -> None:
     trainer.train()
 
 
-def evaluate(config_path: Path, output_dir: Path, metrics: Tuple[str, ...]) -> Dict[str, Any]:
+def evaluate(config_path: Path, output_dir: Path, metrics: Tuple[MetricName, ...]) -> Dict[str, Any]:
     """``ds4d-eval model``; returns its means (metrics computed; unavailable ones left out)."""
     from ds4d_ns.scripts.eval import EvalModel
 
-    options = {"metrics": tuple(metrics)} if metrics else {}
+    # no metrics given: the keyword is left out, for ds4d-eval's own default (values Any, as EvalModel's keywords vary)
+    options: Dict[str, Any] = {"metrics": tuple(metrics)} if metrics else {}
     metrics_path, _ = EvalModel(load_config=config_path, output_dir=output_dir, **options).main()
     means = json.loads(Path(metrics_path).read_text())["means"]
     return {name: value for name, value in means.items() if value is not None}

@@ -28,6 +28,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from torch import Tensor
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, canonical_frame, decode_roles
+from ds4d_ns.errors import UserError
 from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FrameFeaturesConfig
 
 
@@ -74,18 +75,25 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
     def __init__(self, config: Ds4dDatamanagerConfig, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         cameras = self.train_dataset.cameras
-        frame_of_image = [int(frame) for frame in cameras.metadata["frame_index"].view(-1).tolist()]
+        metadata, times = cameras.metadata, cameras.times
+        if metadata is None or "frame_index" not in metadata or times is None:
+            # another dataparser chosen on the command line gives cameras without ds4d's frames
+            raise UserError(
+                "the ds4d datamanager needs a ds4d dataset (cameras with times and frame metadata): "
+                "train with the ds4d-data dataparser (the method's default), not another dataparser subcommand"
+            )
+        frame_of_image = [int(frame) for frame in metadata["frame_index"].view(-1).tolist()]
         views_of_frame: Dict[int, List[int]] = {}
         for image_idx, frame in enumerate(frame_of_image):
             views_of_frame.setdefault(frame, []).append(image_idx)
         self.views_of_frame = views_of_frame
-        time_of_frame = dict(zip(frame_of_image, cameras.times.view(-1).tolist()))
+        time_of_frame = dict(zip(frame_of_image, times.view(-1).tolist()))
         self.middle_frame = canonical_frame(time_of_frame)
         """The frame the static stage serves."""
         self._frame_rng = random.Random(config.frame_sampling_seed)
         self._frame_queue: List[int] = []
         self._frame_batches: Dict[Tuple[int, ...], Tuple[Cameras, Dict[str, Tensor]]] = {}
-        roles = decode_roles(cameras.metadata.get("role"), len(frame_of_image))
+        roles = decode_roles(metadata.get("role"), len(frame_of_image))
         self._is_pseudo = (roles == ROLE_CODES["pseudo"]).tolist()
         if config.frame_features.enabled:
             self.train_dataset.metadata[FEATURE_BANK_KEY] = self._feature_bank(config.frame_features)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -21,6 +21,9 @@ from torch import Tensor
 
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.options import WeightsMode
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,7 +82,7 @@ def backbone_geometry(config: FrameFeatureExtractorConfig) -> Tuple[int, int]:
     from transformers import AutoConfig, Dinov2Config
 
     if config.model_id in DINOV2_ARCHITECTURES:
-        architecture = Dinov2Config(**DINOV2_ARCHITECTURES[config.model_id])  # type: ignore[arg-type]
+        architecture = Dinov2Config(**DINOV2_ARCHITECTURES[config.model_id])
     else:
         try:
             architecture = AutoConfig.from_pretrained(config.model_id)
@@ -92,7 +95,7 @@ def backbone_geometry(config: FrameFeatureExtractorConfig) -> Tuple[int, int]:
     return int(architecture.hidden_size), int(architecture.patch_size)
 
 
-def load_backbone(config: FrameFeatureExtractorConfig, device: torch.device | str) -> torch.nn.Module:
+def load_backbone(config: FrameFeatureExtractorConfig, device: torch.device | str) -> PreTrainedModel:
     """The backbone in eval mode, fp16 on CUDA and fp32 elsewhere.
 
     Raises:
@@ -106,7 +109,7 @@ def load_backbone(config: FrameFeatureExtractorConfig, device: torch.device | st
     try:
         if config.weights == "random-init":
             if config.model_id in DINOV2_ARCHITECTURES:
-                architecture = Dinov2Config(**DINOV2_ARCHITECTURES[config.model_id])  # type: ignore[arg-type]
+                architecture = Dinov2Config(**DINOV2_ARCHITECTURES[config.model_id])
             else:
                 architecture = AutoConfig.from_pretrained(config.model_id)
             with torch.random.fork_rng(devices=[]):
@@ -140,7 +143,7 @@ def preprocess(
 
 @torch.no_grad()
 def patch_features(
-    backbone: torch.nn.Module, pixels: Float[Tensor, "batch 3 size size"]
+    backbone: PreTrainedModel, pixels: Float[Tensor, "batch 3 size size"]
 ) -> Float[Tensor, "batch grid grid channels"]:
     """Last-layer patch tokens of the backbone (class and register tokens dropped), as a grid."""
     patch = int(backbone.config.patch_size)

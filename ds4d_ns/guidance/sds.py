@@ -79,12 +79,12 @@ def sds_loss(latents: Float[Tensor, "b c h w"], gradient: Float[Tensor, "b c h w
 
 class _ScaleGradient(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tensor: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
         return tensor.view_as(tensor)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
         return grad * ctx.scale, None
 
 

@@ -194,8 +194,8 @@ def _load_parts(config: SdsConfig):
     if config.weights == "random-init":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            unet = UNet2DConditionModel(**ZERO123_XL_UNET)  # type: ignore[arg-type]
-            vae = AutoencoderKL(**STABLE_DIFFUSION_VAE)  # type: ignore[arg-type]
+            unet = UNet2DConditionModel(**ZERO123_XL_UNET)
+            vae = AutoencoderKL(**STABLE_DIFFUSION_VAE)
             image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VIT_L14))
             projection = projection_class()
         scheduler = DDIMScheduler(
