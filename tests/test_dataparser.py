@@ -394,3 +394,23 @@ def test_files_outside_the_dataset_are_refused_unless_allowed(fake_dataset, tmp_
         inside = str(data.resolve() / "images/input_00/frame_0001.png")
         _edit(data, lambda m: m["frames"][3].__setitem__("file_path", inside))
         assert len(parse(data).image_filenames) == 9
+
+
+def test_the_datamanager_names_the_dataparser_when_cameras_lack_ds4d_frames(fake_dataset, monkeypatch):
+    """Another dataparser chosen on the command line gives cameras without times and frames."""
+    from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
+    from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParser, Ds4dDataParserConfig
+    from ds4d_ns.errors import UserError
+
+    parse = Ds4dDataParser._generate_dataparser_outputs
+
+    def without_frames(self, *args, **kwargs):
+        outputs = parse(self, *args, **kwargs)
+        outputs.cameras.metadata = None
+        outputs.cameras.times = None
+        return outputs
+
+    monkeypatch.setattr(Ds4dDataParser, "_generate_dataparser_outputs", without_frames)
+    config = Ds4dDatamanagerConfig(dataparser=Ds4dDataParserConfig(data=fake_dataset(frames=2)))
+    with pytest.raises(UserError, match="ds4d-data dataparser"):
+        config.setup(device="cpu", test_mode="val")
