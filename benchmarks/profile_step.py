@@ -174,6 +174,15 @@ def run_steps(trainer, steps: int, start: int) -> None:
         writer.write_out_storage()
 
 
+def timed_steps(trainer, steps: int, start: int, synchronize: Callable[[], None]) -> float:
+    """Milliseconds per step of ``run_steps``, the GPU's queue drained before and after."""
+    synchronize()
+    begin = time.perf_counter()
+    run_steps(trainer, steps, start)
+    synchronize()
+    return 1000 * (time.perf_counter() - begin) / steps
+
+
 def breakdown(profiler, steps: int, wall_ms: float) -> Dict[str, float]:
     """Milliseconds per step of each part and the rest of the step's wall time.
 
@@ -198,10 +207,14 @@ def breakdown(profiler, steps: int, wall_ms: float) -> Dict[str, float]:
 
 
 def gpu_kernel_ms(profiler, steps: int) -> float:
-    """Milliseconds per step that CUDA kernels ran (the GPU's busy time)."""
-    total = 0.0
-    for event in profiler.key_averages():
-        total += getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0.0))
+    """Milliseconds per step that the GPU ran kernels and copies (its busy time).
+
+    Summed over the device's own events only: the CPU-side ops of ``key_averages`` also carry the
+    device time of the kernels they launched, so summing every row counts each kernel more than once
+    (the records of 2026-12-03 hold that over-count, 22-27 ms; their Chrome trace gives 4.7 ms)."""
+    from torch.autograd import DeviceType
+
+    total = sum(event.time_range.elapsed_us() for event in profiler.events() if event.device_type == DeviceType.CUDA)
     return round(total / 1000.0 / steps, 3)
 
 
@@ -279,20 +292,12 @@ def main() -> None:
     run_steps(trainer, args.static_steps + args.warmup_steps, start)
     start += args.static_steps + args.warmup_steps
 
-    synchronize()
-    begin = time.perf_counter()
-    run_steps(trainer, args.profile_steps, start)
-    synchronize()
-    plain_ms = 1000 * (time.perf_counter() - begin) / args.profile_steps
+    plain_ms = timed_steps(trainer, args.profile_steps, start, synchronize)
     start += args.profile_steps
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with instrument(trainer), profile(activities=activities) as profiler:
-        synchronize()
-        begin = time.perf_counter()
-        run_steps(trainer, args.profile_steps, start)
-        synchronize()
-        profiled_ms = 1000 * (time.perf_counter() - begin) / args.profile_steps
+        profiled_ms = timed_steps(trainer, args.profile_steps, start, synchronize)
     start += args.profile_steps
     if args.trace is not None:
         profiler.export_chrome_trace(str(args.trace))

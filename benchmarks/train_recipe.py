@@ -46,10 +46,11 @@ def eval_psnr_per_view(pipeline) -> dict:
 def eval_psnr_dynamic_region(pipeline, threshold: float = 0.05, dilate_px: int = 2) -> dict:
     """PSNR over the pixels of each eval view whose ground truth moves, averaged over frames and views.
 
-    The region of a view is fixed for the clip: every pixel that differs from the view's temporal
-    median by more than ``threshold`` in some frame (any channel, composited over white), dilated.
+    The region of a view is fixed for the clip (``ds4d_ns.evaluation.motion_region.moving_region``).
     """
     import torch
+
+    from ds4d_ns.evaluation.motion_region import moving_region
 
     model, dataset = pipeline.model, pipeline.datamanager.eval_dataset
     cameras = dataset.cameras
@@ -66,9 +67,7 @@ def eval_psnr_dynamic_region(pipeline, threshold: float = 0.05, dilate_px: int =
     for pairs in by_view.values():
         gts = torch.stack([gt for gt, _ in pairs])
         preds = torch.stack([pred for _, pred in pairs])
-        moving = (gts - gts.median(dim=0).values).abs().amax(dim=-1) > threshold
-        region = moving.any(dim=0).float()[None, None]
-        region = torch.nn.functional.max_pool2d(region, 2 * dilate_px + 1, stride=1, padding=dilate_px)[0, 0] > 0
+        region = moving_region(gts, threshold=threshold, dilate_px=dilate_px)
         fractions.append(float(region.float().mean()))
         if region.sum() == 0:
             continue

@@ -49,6 +49,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, frame_time, middle_time
+from ds4d_ns.evaluation.motion_region import masked_psnr
 from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FeatureBank
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
@@ -418,8 +419,6 @@ class Ds4dModel(SplatfactoModel):
         """PSNR of the step's views, and on their moving region (``psnr_moving``, also per frame as
         ``psnr_moving_frame/NNN``): tensorboard shows how well the motion is learnt, not only the
         static pixels that dominate the whole image. All on the device: no host sync per step."""
-        from ds4d_ns.evaluation.motion_region import masked_psnr
-
         pred = outputs["rgb"]
         gt_rgb, _ = self._ground_truth(batch, outputs["background"])
         mse = (pred - gt_rgb).square().mean()
@@ -492,8 +491,6 @@ class Ds4dModel(SplatfactoModel):
         gt_nchw, pred_nchw = gt_rgb.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None]
         metrics = {"psnr": float(self.psnr(gt_nchw, pred_nchw).item()), "ssim": float(self.ssim(gt_nchw, pred_nchw))}
         if "motion_mask" in batch:  # the view's moving region (see the datamanager); NaN where it has none
-            from ds4d_ns.evaluation.motion_region import masked_psnr
-
             metrics["psnr_moving"] = float(masked_psnr(pred, gt_rgb, batch["motion_mask"].to(pred.device)))
         lpips = self._lpips_metric()
         if lpips is not None:

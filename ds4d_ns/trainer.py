@@ -138,3 +138,23 @@ class Ds4dTrainer(Trainer):
                 "--pipeline.model.sds.weight)."
             )
             raise
+
+
+def forget_event_writers() -> None:
+    """Close and forget nerfstudio's global event writers after a training.
+
+    nerfstudio keeps them in module globals and every trainer set-up adds more; a second training in the
+    same process (the next clip of a sequential batch, or of a reused Ray worker) would write its events
+    through the first one's writers too.
+    """
+    from nerfstudio.utils import writer
+
+    for event_writer in writer.EVENT_WRITERS:
+        tensorboard = getattr(event_writer, "tb_writer", None)
+        if tensorboard is not None:
+            try:
+                tensorboard.close()
+            except OSError:
+                pass  # its folder is gone: nothing left to flush
+    writer.EVENT_WRITERS.clear()
+    writer.EVENT_STORAGE.clear()

@@ -191,26 +191,6 @@ def has_eval_views(dataset: Path) -> bool:
         return False
 
 
-def forget_event_writers() -> None:
-    """Close and forget nerfstudio's global event writers after a training.
-
-    nerfstudio keeps them in module globals and every trainer set-up adds more; a second training in the
-    same process (the next clip of a sequential batch, or of a reused Ray worker) would write its events
-    through the first one's writers too.
-    """
-    from nerfstudio.utils import writer
-
-    for event_writer in writer.EVENT_WRITERS:
-        tensorboard = getattr(event_writer, "tb_writer", None)
-        if tensorboard is not None:
-            try:
-                tensorboard.close()
-            except OSError:
-                pass  # its folder is gone: nothing left to flush
-    writer.EVENT_WRITERS.clear()
-    writer.EVENT_STORAGE.clear()
-
-
 def train(config) -> Path:
     """Train as ``ns-train`` does in its one process; return the run's config.yml.
 
@@ -226,6 +206,8 @@ def train(config) -> Path:
     try:
         _train_loop(config)
     finally:
+        from ds4d_ns.trainer import forget_event_writers
+
         forget_event_writers()
     if not final.is_file():
         raise RuntimeError(f"training ended without its final checkpoint {final}")
