@@ -404,7 +404,10 @@ class Ds4dModel(SplatfactoModel):
         """Batched ground truth ``[V, H, W, 3]`` composited over ``background``, and its alpha."""
         image = batch["image"]
         image = image[None] if image.ndim == 3 else image
-        image = torch.stack([self.get_gt_img(view) for view in image])
+        if self._get_downscale_factor() == 1:  # a dtype change and a copy: one for the batch
+            image = self.get_gt_img(image)
+        else:  # splatfacto's resize takes one image
+            image = torch.stack([self.get_gt_img(view) for view in image])
         if image.shape[-1] != 4:
             return image, None
         alpha = image[..., 3:]

@@ -82,10 +82,21 @@ class Ds4dPipeline(VanillaPipeline):
         if isinstance(self.model, Ds4dModel):
             self.model.setup_training_priors()  # LPIPS / Zero123 weights
 
+    metrics_every: int = 1
+    """Training metrics are computed on the steps divisible by this (and step 0). Nerfstudio's trainer
+    writes them only on its log steps (``logging.steps_per_log``), so :class:`~ds4d_ns.trainer.Ds4dTrainer`
+    sets it to that: the metrics' kernels (PSNR, moving-region PSNR, the ground truth they compare to)
+    are otherwise launched on nine steps of ten for nothing, in a step bound by kernel launches."""
+
     def get_train_loss_dict(self, step: int):
+        """As :meth:`VanillaPipeline.get_train_loss_dict`, with the metrics only where they are logged, and
+        the losses checked for non-finite values."""
         from ds4d_ns.trainer import check_finite_losses
 
-        outputs, loss_dict, metrics_dict = super().get_train_loss_dict(step)
+        ray_bundle, batch = self.datamanager.next_train(step)
+        outputs = self._model(ray_bundle)  # the distributed wrapper when there is one, as nerfstudio's
+        metrics_dict = self.model.get_metrics_dict(outputs, batch) if step % self.metrics_every == 0 else {}
+        loss_dict = self.model.get_loss_dict(outputs, batch, metrics_dict)
         if self.config.stop_on_non_finite_loss:
             check_finite_losses(loss_dict, step)
         return outputs, loss_dict, metrics_dict

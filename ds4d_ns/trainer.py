@@ -86,6 +86,10 @@ class Ds4dTrainer(Trainer):
         elif self.config.load_checkpoint is not None:
             check_checkpoint_file(self.config.load_checkpoint)
         super().setup(test_mode)
+        from ds4d_ns.pipeline import Ds4dPipeline
+
+        if isinstance(self.pipeline, Ds4dPipeline):  # metrics only on the steps that write them
+            self.pipeline.metrics_every = max(1, self.config.logging.steps_per_log)
 
     def _load_checkpoint(self) -> None:
         if self.config.load_dir is not None:

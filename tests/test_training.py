@@ -10,6 +10,7 @@ Shorter runs cover ``ds4d-ga``, ``ds4d-base`` and the feature options.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
@@ -399,6 +400,60 @@ def test_sds_gradient_reaches_the_gaussians(scene, tiny_dinov2, tiny_zero123, tm
     sds_only.backward()
     assert model.gauss_params["features_dc"].grad is not None
     assert model.gauss_params["features_dc"].grad.abs().sum() > 0
+
+    # Zero123's condition of an image is encoded once: the same view drawn again (same view draw, same
+    # SDS noise) reuses it and gives the same loss as the first, freshly encoded call
+    priors = model.priors
+    encoded = []
+    embed_condition = priors.zero123.embed_condition
+    monkeypatch.setattr(priors.zero123, "embed_condition", lambda image: encoded.append(1) or embed_condition(image))
+    priors._conditions.clear()
+    losses = []
+    for _ in range(2):
+        priors._view_rng = random.Random(7)
+        torch.manual_seed(0)
+        losses.append(float(model.get_loss_dict(outputs, batch)["sds_loss"]))
+    assert len(encoded) == 1 and len(priors._conditions) == 1
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_training_metrics_are_computed_only_on_the_steps_nerfstudio_logs(scene, tiny_dinov2, tmp_path):
+    config = small_config(scene, tmp_path, tiny_dinov2, 2, 5, "metrics-every", frame_features="none")
+    config.logging.steps_per_log = 3
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    assert trainer.pipeline.metrics_every == 3
+    model = trainer.pipeline.model
+    metric_steps, loss_steps = [], []
+    get_metrics_dict, get_loss_dict = model.get_metrics_dict, model.get_loss_dict
+
+    def recording_metrics(outputs, batch):
+        metric_steps.append(model.step)
+        return get_metrics_dict(outputs, batch)
+
+    def recording_losses(outputs, batch, metrics_dict=None):
+        loss_steps.append(model.step)
+        return get_loss_dict(outputs, batch, metrics_dict)
+
+    model.get_metrics_dict, model.get_loss_dict = recording_metrics, recording_losses
+    logged = []
+    from nerfstudio.utils import writer
+
+    put_dict = writer.put_dict
+
+    def recording_put_dict(name, scalar_dict, step):
+        if name == "Train Metrics Dict":
+            logged.append((step, sorted(scalar_dict)))
+        return put_dict(name=name, scalar_dict=scalar_dict, step=step)
+
+    writer.put_dict = recording_put_dict
+    try:
+        trainer.train()
+    finally:
+        writer.put_dict = put_dict
+    assert loss_steps == list(range(7))
+    assert metric_steps == [0, 3, 6]
+    assert [step for step, _ in logged] == [0, 3, 6] and all("psnr" in names for _, names in logged)
 
 
 def test_a_non_finite_loss_stops_training_with_a_checkpoint(scene, tiny_dinov2, tmp_path):

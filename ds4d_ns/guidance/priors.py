@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -101,6 +101,13 @@ class TrainingPriors:
         self.lpips = lpips
         self.zero123 = zero123
         self._view_rng = random.Random(sds.seed)
+        self._conditions: Dict[int, Tuple[Tensor, Tensor]] = {}
+        """Zero123's condition (CLIP embedding, VAE latents) of each training image by its index: the
+        images do not change during training, and encoding one anew cost a CLIP ViT-L/14 and a VAE
+        encoder call at every SDS step."""
+        self._view_poses: Dict[Tuple[int, ...], Tuple[List[int], List[float], List[float], float]] = {}
+        """Roles, elevations, azimuths (degrees) and the input's radius of a batch's views by their image
+        indices: fixed for a set of views, and reading them from the device made the host wait each step."""
 
     @classmethod
     def load(
@@ -176,12 +183,14 @@ class TrainingPriors:
 
         guidance = self.zero123
         assert guidance is not None, "SDS needs Zero123: TrainingPriors.load with sds.weight > 0"
-        positions = batch["camera_to_worlds"][:, :3, 3].float()
-        device = positions.device
-        roles = decode_roles(batch.get("role"), positions.shape[0]).tolist()
-        radius = positions.norm(dim=-1)
-        elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
-        azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
+        device = batch["camera_to_worlds"].device
+        image_indices = self._image_indices(batch)
+        poses = self._view_poses.get(image_indices) if image_indices is not None else None
+        if poses is None:
+            poses = self._read_view_poses(batch)
+            if image_indices is not None:
+                self._view_poses[image_indices] = poses
+        roles, elevations, azimuths, input_radius = poses
         input_index = roles.index(ROLE_CODES["input"])
         pseudo_indices = [i for i, role in enumerate(roles) if role == ROLE_CODES["pseudo"]]
         # azimuths relative to the input camera: "near the front" means near the input view
@@ -198,14 +207,20 @@ class TrainingPriors:
             [view.azimuth_deg + front],
             [float(batch["time"])],
             elevation_deg=view.elevation_deg,
-            radius=float(radius[input_index]),
+            radius=input_radius,
             resolution=self.sds.resolution,
         ).to(device)
         drawn = render(camera)
         white = torch.ones(3, device=device)
         rgb = (drawn["rgb"] + (1.0 - drawn["accumulation"]) * (white - drawn["background"])).clamp(0, 1)  # on white
-        condition, _ = ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)
-        embeds, latents = guidance.embed_condition(condition)
+        key = image_indices[condition_index] if image_indices is not None else None
+        cached = self._conditions.get(key) if key is not None else None
+        if cached is None:
+            condition, _ = ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)
+            cached = guidance.embed_condition(condition)
+            if key is not None:
+                self._conditions[key] = cached
+        embeds, latents = cached
         pose = Zero123Guidance.pose_embedding(
             torch.tensor([view.delta_elevation_deg]), torch.tensor([view.delta_azimuth_deg])
         )
@@ -214,3 +229,21 @@ class TrainingPriors:
             rgb, self.sds.weight * alpha, lambda renders: guidance.sds_loss(renders, embeds, latents, pose, sds_step)
         )
         return {"sds_loss": weighted}
+
+    @staticmethod
+    def _image_indices(batch: Dict[str, Tensor]) -> Optional[Tuple[int, ...]]:
+        """The training-image index of each view of the batch (the datamanager's ``image_idx``, on the
+        host), the key of the caches; None when the batch has none (then nothing is cached)."""
+        indices = batch.get("image_idx")
+        if indices is None:
+            return None
+        return tuple(int(i) for i in indices.view(-1).tolist())
+
+    @staticmethod
+    def _read_view_poses(batch: Dict[str, Tensor]) -> Tuple[List[int], List[float], List[float], float]:
+        positions = batch["camera_to_worlds"][:, :3, 3].float()
+        roles = decode_roles(batch.get("role"), positions.shape[0]).tolist()
+        radius = positions.norm(dim=-1)
+        elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
+        azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
+        return roles, elevations, azimuths, float(radius[roles.index(ROLE_CODES["input"])])

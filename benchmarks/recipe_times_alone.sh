@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue 12's timings, each run alone on the GPU, one after the other:
+#   1. the GPU tests (`pytest -m gpu`);
+#   2. the full 1000 + 6000 recipe of ds4d-base and of ds4d (DINOv2-small with random weights: the
+#      timing does not depend on them), with eval PSNR / SSIM / moving-region PSNR;
+#   3. the recipe with LPIPS + Zero123 SDS (full-size networks with random weights), timed on 300 + 900
+#      steps and projected to 1000 + 6000 (`sds_timing.sh`'s projection);
+#   4. a second ds4d-base recipe, when the time left allows (BUDGET_S, default 540 s from the start).
+# Records: OUTDIR/recipe-*.json (train_recipe.py's). Usage: benchmarks/recipe_times_alone.sh OUTDIR [SCENE]
+set -uo pipefail
+out=$1 scene=${2:-windmill}
+budget=${BUDGET_S:-540}
+mkdir -p "$out"
+work=/tmp/ds4d-bench
+summary() {  # one line per record: times, quality
+  python3 - "$1" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+e = r["eval"]
+print(f"{r['tag']:12s} {r['method']:9s} train {r['train_seconds']} s, median static {r['median_static_step_ms']} ms, "
+      f"dynamic {r['median_dynamic_step_ms']} ms, projected {round((1000 * (r['median_static_step_ms'] or 0) + 6000 * r['median_dynamic_step_ms']) / 1000, 1)} s | "
+      f"psnr {e.get('psnr', 0):.2f} ssim {e.get('ssim', 0):.4f} psnr_moving {e.get('psnr_moving', float('nan')):.2f} | "
+      f"{r['num_gaussians']} Gaussians, {r['peak_gpu_memory_gib']} GiB")
+PY
+}
+recipe() {  # tag, then train_recipe.py arguments
+  local tag=$1
+  shift
+  python3 benchmarks/train_recipe.py --scene "$scene" --workdir "$work" --tag "$tag" --output "$out/recipe-$tag.json" \
+    "$@" > "$out/recipe-$tag.log" 2>&1 || tail -5 "$out/recipe-$tag.log"
+  summary "$out/recipe-$tag.json"
+}
+{ command -v ffmpeg nvidia-cuda-mps-control; python3 -c "import av; print('PyAV', av.__version__)"; nproc
+  nvidia-smi --query-gpu=name,driver_version,memory.used --format=csv; } > "$out/machine.txt" 2>&1
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests > "$out/pytest-gpu.log" 2>&1
+echo "pytest -m gpu: $(tail -1 "$out/pytest-gpu.log") (${SECONDS} s)"
+recipe base-alone1 --method ds4d-base
+echo "(${SECONDS} s)"
+recipe ds4d-alone1 --method ds4d --feature-weights random-init
+echo "(${SECONDS} s)"
+recipe sds-priors --method ds4d --feature-weights random-init --priors random-init --static-steps 300 --dynamic-steps 900
+echo "(${SECONDS} s)"
+if ((SECONDS + 150 < budget)); then
+  recipe base-alone2 --method ds4d-base
+  echo "(${SECONDS} s)"
+fi
