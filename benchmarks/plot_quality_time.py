@@ -1,0 +1,87 @@
+"""Issue 11's plot: eval quality of the methods against their training time, from the benchmark records.
+
+Reads ``benchmarks/results/issue11-methods-*.json`` (ds4d-eval model at 512 px on the four Consistent4D
+views; runs alone or sharing the GPU through ds4d-batch) and ``issue3-noise1-*.json`` (the earlier sweep,
+nerfstudio's eval split at 256 px, three runs sharing an H100), and writes a PNG with whole-image PSNR and
+moving-region PSNR against training seconds. Every point says how it was timed: a time measured while
+runs shared the GPU is longer than the same run alone. Usage::
+
+    python benchmarks/plot_quality_time.py --output benchmarks/quality_vs_time.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, List
+
+RESULTS = Path(__file__).parent / "results"
+COLOURS = {"ds4d-base": "tab:blue", "ds4d": "tab:red", "ds4d-ga": "tab:orange", "static": "tab:grey",
+           "ds4d-base, motion weight 4": "tab:green"}
+"""One colour per method; the static baseline is ds4d-base trained on the middle frame only."""
+
+
+def points() -> List[Dict]:
+    """Each record as (label, method, seconds, psnr, moving psnr, timing, marker)."""
+    found: List[Dict] = []
+    for path in sorted(RESULTS.glob("issue11-methods-*.json")):
+        record = json.loads(path.read_text())
+        for entry in record["alone"].values():
+            found.append({"method": entry["method"], "noise": entry["pseudo_noise"], "seconds": entry["train_seconds"],
+                          "psnr": entry["means"]["psnr"], "moving": entry["means"]["psnr_moving"],
+                          "timing": "alone, H200, ds4d-eval 512 px (windmill)"})
+        for clip in record["batch_parallel"]["clips"]:
+            if clip.get("status") != "done":
+                continue
+            method = {"static": "static", "motion4": "ds4d-base, motion weight 4"}.get(clip["tag"], clip["method"])
+            found.append({"method": method, "noise": clip["pseudo_noise"], "seconds": clip["train_seconds_shared"],
+                          "psnr": clip["eval"]["means"]["psnr"], "moving": clip["eval"]["means"]["psnr_moving"],
+                          "timing": "4 at once, H200, ds4d-eval 512 px (windmill)"})
+    for path in sorted(RESULTS.glob("issue3-noise1-*.json")):
+        record = json.loads(path.read_text())
+        if record.get("tag", "").endswith(("linear", "deformed")) or "linear" in path.name or "deformed" in path.name:
+            continue  # option sweeps, not methods
+        found.append({"method": record["method"], "noise": record["scene"]["pseudo_noise"],
+                      "seconds": record["train_seconds"], "psnr": record["eval"]["psnr"],
+                      "moving": record["eval_dynamic_region"]["psnr"],
+                      "timing": f"3 at once, H100, ns eval 256 px ({record['scene']['name']})"})
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "quality_vs_time.png")
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {}
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
+    for entry in points():
+        column = 0 if entry["noise"] == 0 else 1
+        marker = markers.setdefault(entry["timing"], "os^Dv"[len(markers) % 5])
+        for row, key in enumerate(("psnr", "moving")):
+            axes[row][column].scatter(entry["seconds"], entry[key], color=COLOURS[entry["method"]], marker=marker, s=60)
+    for column, title in enumerate(("clean pseudo views", "degraded pseudo views (--pseudo-noise 1.0)")):
+        axes[0][column].set_title(title)
+        axes[1][column].set_xlabel("training seconds (1000 + 6000 steps)")
+    axes[0][0].set_ylabel("eval PSNR, whole image (dB)")
+    axes[1][0].set_ylabel("eval PSNR, moving region (dB)")
+    for row in axes:
+        for axis in row:
+            axis.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in COLOURS.items()]
+    handles += [plt.Line2D([], [], color="black", marker=k, linestyle="", label=t) for t, k in markers.items()]
+    figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.suptitle("ds4d-synth windmill and waving, 30 frames at 256 px: quality against training time")
+    figure.tight_layout(rect=(0, 0.1, 1, 0.96))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.output, dpi=110)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
