@@ -14,6 +14,12 @@
 # Writes OUTDIR/TAG-SCENE-NOISE/ (each batch's OUT), OUTDIR/batch_methods.json (every clip's eval
 # metrics and minutes, the batch's wall time and clips per hour) and prints a table.
 # Environment: FRAMES=30 RESOLUTION=256 EVAL_METRICS="psnr ssim psnr_moving" PYTHON=python3
+#   LIMIT_S: stop every batch after this many seconds (the table is still written, with what finished);
+#   keep within the GPU call's limit, or a killed script writes nothing
+# ds4d and ds4d-ga train with LPIPS + SDS on a GPU: without those weights add
+#   --pipeline.model.lpips-loss-weight 0 --pipeline.model.sds.weight 0 (and, without DINOv2's,
+#   --pipeline.datamanager.frame-features.extractor.weights random-init) to their flags.
+# Four clips at once ran well on an H200; ten did not (benchmarks/RESULTS.md).
 set -uo pipefail
 out=$1
 shift
@@ -40,7 +46,7 @@ for spec in "$@"; do
   data="$work/$scene-${frames}x$resolution-noise$noise"
   printf 'input,name\n%s,%s\n' "$data" "$name" > "$out/$name.csv"
   # shellcheck disable=SC2086
-  OMP_NUM_THREADS=2 "$py" -m ds4d_ns.scripts.batch "$out/$name.csv" "$out/$name" --method "$method" \
+  OMP_NUM_THREADS=2 timeout "${LIMIT_S:-0}" "$py" -m ds4d_ns.scripts.batch "$out/$name.csv" "$out/$name" --method "$method" \
     --sequential --eval-metrics $metrics "--train-args=${flags:-}" > "$out/$name.log" 2>&1 &
 done
 wait
