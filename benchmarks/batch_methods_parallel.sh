@@ -19,7 +19,8 @@
 # ds4d and ds4d-ga train with LPIPS + SDS on a GPU: without those weights add
 #   --pipeline.model.lpips-loss-weight 0 --pipeline.model.sds.weight 0 (and, without DINOv2's,
 #   --pipeline.datamanager.frame-features.extractor.weights random-init) to their flags.
-# Four clips at once ran well on an H200; ten did not (benchmarks/RESULTS.md).
+# The processes load gsplat's CUDA kernels themselves: build them once before on a fresh machine
+# (python3 -c 'from gsplat.cuda._backend import _C'), or they all build at once (benchmarks/RESULTS.md).
 set -uo pipefail
 out=$1
 shift

@@ -329,3 +329,42 @@ def test_ray_cluster_without_the_gpus_asked_for_is_refused_before_any_work(synth
         run_batch(tiny_config(jobs, tmp_path / "out", gpus_per_job=1.0))
     assert not (tmp_path / "out").exists()
     assert local_ray.is_initialized()  # a Ray instance the batch did not start is left running
+
+
+class _Backend:
+    """Stands for gsplat's backend module: ``_C`` is its CUDA library, or None when it could not be made."""
+
+    def __init__(self, library) -> None:
+        self._C = library
+
+
+def test_gsplat_kernels_are_loaded_once_before_parallel_clips_only_with_cuda(monkeypatch):
+    import importlib
+
+    import torch
+
+    from ds4d_ns.batch import gsplat_kernels
+
+    imported: List[str] = []
+
+    def import_module(name, backend=None):
+        imported.append(name)
+        if isinstance(backend, Exception):
+            raise backend
+        return backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(importlib, "import_module", lambda name: import_module(name, _Backend(object())))
+    assert gsplat_kernels.load_gsplat_kernels() is False and imported == []  # no CUDA: nothing to build
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert gsplat_kernels.load_gsplat_kernels() is True and imported == [gsplat_kernels.BACKEND_MODULE]
+
+    monkeypatch.setattr(importlib, "import_module", lambda name: import_module(name, _Backend(None)))
+    with pytest.raises(UserError, match="not available.*python -c 'from gsplat.cuda._backend import _C'"):
+        gsplat_kernels.load_gsplat_kernels()
+
+    failure = RuntimeError("Error building extension 'gsplat_cuda'")
+    monkeypatch.setattr(importlib, "import_module", lambda name: import_module(name, failure))
+    with pytest.raises(UserError, match="could not be built: RuntimeError: Error building extension 'gsplat_cuda'"):
+        gsplat_kernels.load_gsplat_kernels()

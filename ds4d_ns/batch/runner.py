@@ -39,6 +39,7 @@ from ds4d_ns.batch.clip import (
     run_clip,
     training_config,
 )
+from ds4d_ns.batch.gsplat_kernels import load_gsplat_kernels
 from ds4d_ns.batch.jobs import ClipJob, read_jobs
 from ds4d_ns.batch.manifest import BatchManifest, now
 from ds4d_ns.errors import UserError
@@ -300,6 +301,9 @@ class RayExecutor:
 
     def run(self, todo: List[ClipJob], manifest: BatchManifest, settings: ClipSettings, display: _Display) -> None:
         ray, config = self.ray, self.config
+        if config.ray_address is None and config.gpus_per_job > 0 and len(todo) > 1:
+            # the local tasks share this machine's gsplat build: made here once, not by every task at once
+            load_gsplat_kernels()
         out = manifest.out.absolute()
         options: Dict[str, Any] = {"num_cpus": config.cpus_per_job, "num_gpus": config.gpus_per_job, "max_retries": 0}
         if config.memory_gb_per_job > 0:
