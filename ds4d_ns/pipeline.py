@@ -38,6 +38,11 @@ class Ds4dPipeline(VanillaPipeline):
     """VanillaPipeline whose training set-up checks weights first and loads the model's priors."""
 
     config: Ds4dPipelineConfig
+    metrics_every: int = 1
+    """Training metrics are computed on the steps divisible by this (and step 0). Nerfstudio's trainer
+    writes them only on its log steps (``logging.steps_per_log``), so :class:`~ds4d_ns.trainer.Ds4dTrainer`
+    sets it to that: the metrics' kernels (PSNR, moving-region PSNR, the ground truth they compare to)
+    are otherwise launched on nine steps of ten for nothing, in a step bound by kernel launches."""
 
     def __init__(
         self,
@@ -81,12 +86,6 @@ class Ds4dPipeline(VanillaPipeline):
 
         if isinstance(self.model, Ds4dModel):
             self.model.setup_training_priors()  # LPIPS / Zero123 weights
-
-    metrics_every: int = 1
-    """Training metrics are computed on the steps divisible by this (and step 0). Nerfstudio's trainer
-    writes them only on its log steps (``logging.steps_per_log``), so :class:`~ds4d_ns.trainer.Ds4dTrainer`
-    sets it to that: the metrics' kernels (PSNR, moving-region PSNR, the ground truth they compare to)
-    are otherwise launched on nine steps of ten for nothing, in a step bound by kernel launches."""
 
     def get_train_loss_dict(self, step: int):
         """As :meth:`VanillaPipeline.get_train_loss_dict`, with the metrics only where they are logged, and

@@ -4,8 +4,8 @@ gsplat installed from PyPI (the 1.4.0 that nerfstudio pins) compiles its CUDA co
 few minutes with ten compiler jobs. Each process that imports it first deletes the build folder's lock
 file (so that an interrupted build cannot block it), which also defeats the lock between processes:
 clips started together on a machine where the kernels are not yet built each start the whole build in
-the same folder. On the GPU machine ten such clips ran a hundred compiler jobs, some were killed for
-memory and the build failed, and no clip trained (``benchmarks/RESULTS.md``). Built once beforehand,
+the same folder. On the GPU machine ten such clips ran up to a hundred compiler jobs, four of the
+processes were killed, the build failed and no clip trained (``benchmarks/RESULTS.md``). Built once beforehand,
 every clip only loads the finished library.
 """
 
