@@ -368,3 +368,28 @@ def test_gsplat_kernels_are_loaded_once_before_parallel_clips_only_with_cuda(mon
     monkeypatch.setattr(importlib, "import_module", lambda name: import_module(name, failure))
     with pytest.raises(UserError, match="could not be built: RuntimeError: Error building extension 'gsplat_cuda'"):
         gsplat_kernels.load_gsplat_kernels()
+
+
+@pytest.mark.parametrize(
+    "address, gpus, clips, loads",
+    [(None, 1.0, 2, True), (None, 0.25, 4, True), (None, 0.0, 2, False), (None, 1.0, 1, False), ("auto", 1.0, 2, False)],
+)
+def test_local_gpu_batches_load_gsplat_kernels_before_their_tasks(monkeypatch, tmp_path, address, gpus, clips, loads):
+    class Stop(Exception):
+        """Ends the run where the tasks would be submitted."""
+
+    class NoRay:
+        def remote(self, function):
+            raise Stop
+
+    loaded: List[bool] = []
+    monkeypatch.setattr(runner, "load_gsplat_kernels", lambda: loaded.append(True))
+    executor = runner.RayExecutor.__new__(runner.RayExecutor)
+    executor.ray = NoRay()
+    executor.config = BatchConfig(jobs=tmp_path, output=tmp_path / "out", ray_address=address, gpus_per_job=gpus)
+    manifest = BatchManifest.__new__(BatchManifest)
+    manifest.out = tmp_path / "out"
+    todo = [ClipJob(f"clip{i}", tmp_path, "dataset", "test") for i in range(clips)]
+    with pytest.raises(Stop):
+        executor.run(todo, manifest, runner.ClipSettings(), None)
+    assert loaded == ([True] if loads else [])
