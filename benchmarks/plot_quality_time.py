@@ -23,7 +23,7 @@ COLOURS = {"ds4d-base": "tab:blue", "ds4d": "tab:red", "ds4d-ga": "tab:orange", 
 
 
 def points() -> List[Dict]:
-    """Each record as (label, method, seconds, psnr, moving psnr, timing, marker)."""
+    """Every scored run: method, pseudo noise, training seconds, whole-image and moving-region PSNR, and how it was timed."""
     found: List[Dict] = []
     for path in sorted(RESULTS.glob("issue11-methods-*.json")):
         record = json.loads(path.read_text())
@@ -40,7 +40,7 @@ def points() -> List[Dict]:
                           "timing": "4 at once, H200, ds4d-eval 512 px (windmill)"})
     for path in sorted(RESULTS.glob("issue3-noise1-*.json")):
         record = json.loads(path.read_text())
-        if record.get("tag", "").endswith(("linear", "deformed")) or "linear" in path.name or "deformed" in path.name:
+        if path.stem.endswith(("-linear", "-deformed")):
             continue  # option sweeps, not methods
         found.append({"method": record["method"], "noise": record["scene"]["pseudo_noise"],
                       "seconds": record["train_seconds"], "psnr": record["eval"]["psnr"],
