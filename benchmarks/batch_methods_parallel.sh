@@ -31,12 +31,20 @@ resolution=${RESOLUTION:-256}
 metrics=${EVAL_METRICS:-psnr ssim psnr_moving}
 work=${WORKDIR:-/tmp/ds4d-bench}
 declare -A made
-for spec in "$@"; do  # the scenes first, each once
+for spec in "$@"; do
+  IFS=: read -r scene noise _ <<< "$spec"
+  made["$work/$scene-${frames}x$resolution-noise$noise"]=1
+done
+# The scenes first, each once, at the same time with the cores split between them: three syntheses
+# left at torch's default threads (every core each) ran for over eight minutes on the 16-core GPU
+# machine without finishing, where one alone took 15 s (benchmarks/RESULTS.md, 2026-12-04).
+threads=$(( $(nproc) / ${#made[@]} ))
+for spec in "$@"; do
   IFS=: read -r scene noise _ <<< "$spec"
   data="$work/$scene-${frames}x$resolution-noise$noise"
-  [ -n "${made[$data]:-}" ] && continue
-  made[$data]=1
-  "$py" -m ds4d_ns.scripts.synth "$data" --scene "$scene" --frames "$frames" --resolution "$resolution" \
+  [ "${made[$data]}" = started ] && continue
+  made[$data]=started
+  OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 )) "$py" -m ds4d_ns.scripts.synth "$data" --scene "$scene" --frames "$frames" --resolution "$resolution" \
     --pseudo-noise "$noise" > "$out/synth-$scene-$noise.log" 2>&1 &
 done
 wait
