@@ -102,3 +102,40 @@ def test_intrinsics_and_size_equal_nerfstudios_rescaled_intrinsics(scale, dtype)
     cameras.rescale_output_resolution(scale)
     torch.testing.assert_close(Ks, cameras.get_intrinsics_matrices())  # dtype included: float32
     assert (width, height) == (int(cameras.width[0]), int(cameras.height[0]))
+
+
+def test_motion_headroom_reads_a_batch_clip_per_frame_and_its_training_log(tmp_path):
+    """benchmarks/motion_headroom.py: per-frame means over views, the middle frame, and the training log's tail."""
+    import importlib.util
+    from pathlib import Path
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "motion_headroom.py"
+    spec = importlib.util.spec_from_file_location("motion_headroom", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    clip = tmp_path / "base-windmill-0.0"
+    eval_dir = clip / "clips" / clip.name / "eval"
+    eval_dir.mkdir(parents=True)
+    rows = ["view,frame,time,psnr,ssim,psnr_moving"]
+    for frame in range(5):  # view means: moving 20 + frame, except the middle frame (2) at 30
+        for view, offset in (("eval_0", -1.0), ("eval_1", 1.0)):
+            moving = (30.0 if frame == 2 else 20.0 + frame) + offset
+            rows.append(f"{view},{frame},{frame / 4},{40.0 + offset},0.9,{moving}")
+    (eval_dir / "per_frame.csv").write_text("\n".join(rows) + "\n")
+    run = clip / "clips" / clip.name / "train" / "ds4d-base" / "run"
+    writer = SummaryWriter(str(run))
+    for step in range(15):  # the last ten values are 5..14
+        writer.add_scalar("Train Metrics Dict/psnr_moving", float(step), step)
+    writer.close()
+
+    record = module.clip_record(clip)
+    assert record["eval_moving_per_frame"] == [20.0, 21.0, 30.0, 23.0, 24.0]
+    assert record["eval_psnr_per_frame"] == [40.0] * 5
+    assert record["middle_frame"] == 2 and record["eval_moving_middle"] == 30.0
+    assert record["eval_moving_mean"] == pytest.approx(23.6)
+    assert record["motion_headroom_db"] == pytest.approx(6.4)
+    assert record["train_moving_last"] == pytest.approx(9.5)
+    assert module.clip_record(tmp_path / "no-such-clip") is None
