@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
 from jaxtyping import Float
@@ -38,6 +38,8 @@ RenderFunction = Callable[[Cameras], Dict[str, Tensor]]
 (``[V, H, W, C]``) and ``background``."""
 GroundTruthFunction = Callable[[Dict[str, Tensor], Tensor], Tuple[Tensor, Optional[Tensor]]]
 """The model's ground truth of a batch composited over a background: ``[V, H, W, 3]`` and its alpha."""
+V = TypeVar("V")
+"""A cached value's type."""
 
 
 @dataclass
@@ -185,12 +187,9 @@ class TrainingPriors:
         assert guidance is not None, "SDS needs Zero123: TrainingPriors.load with sds.weight > 0"
         device = batch["camera_to_worlds"].device
         image_indices = self._image_indices(batch)
-        poses = self._view_poses.get(image_indices) if image_indices is not None else None
-        if poses is None:
-            poses = self._read_view_poses(batch)
-            if image_indices is not None:
-                self._view_poses[image_indices] = poses
-        roles, elevations, azimuths, input_radius = poses
+        roles, elevations, azimuths, input_radius = _memoised(
+            self._view_poses, image_indices, lambda: self._read_view_poses(batch)
+        )
         input_index = roles.index(ROLE_CODES["input"])
         pseudo_indices = [i for i, role in enumerate(roles) if role == ROLE_CODES["pseudo"]]
         # azimuths relative to the input camera: "near the front" means near the input view
@@ -213,14 +212,13 @@ class TrainingPriors:
         drawn = render(camera)
         white = torch.ones(3, device=device)
         rgb = (drawn["rgb"] + (1.0 - drawn["accumulation"]) * (white - drawn["background"])).clamp(0, 1)  # on white
-        key = image_indices[condition_index] if image_indices is not None else None
-        cached = self._conditions.get(key) if key is not None else None
-        if cached is None:
+
+        def encode_condition() -> Tuple[Tensor, Tensor]:
             condition, _ = ground_truth({"image": batch["image"][condition_index : condition_index + 1]}, white)
-            cached = guidance.embed_condition(condition)
-            if key is not None:
-                self._conditions[key] = cached
-        embeds, latents = cached
+            return guidance.embed_condition(condition)
+
+        key = image_indices[condition_index] if image_indices is not None else None
+        embeds, latents = _memoised(self._conditions, key, encode_condition)
         pose = Zero123Guidance.pose_embedding(
             torch.tensor([view.delta_elevation_deg]), torch.tensor([view.delta_azimuth_deg])
         )
@@ -241,9 +239,19 @@ class TrainingPriors:
 
     @staticmethod
     def _read_view_poses(batch: Dict[str, Tensor]) -> Tuple[List[int], List[float], List[float], float]:
+        """Roles, elevations and azimuths (degrees) of the batch's views and the input camera's radius."""
         positions = batch["camera_to_worlds"][:, :3, 3].float()
         roles = decode_roles(batch.get("role"), positions.shape[0]).tolist()
         radius = positions.norm(dim=-1)
         elevations = torch.rad2deg(torch.asin((positions[:, 2] / radius).clamp(-1, 1))).tolist()
         azimuths = torch.rad2deg(torch.atan2(positions[:, 0], -positions[:, 1])).tolist()
         return roles, elevations, azimuths, float(radius[roles.index(ROLE_CODES["input"])])
+
+
+def _memoised(cache: Dict[Any, V], key: Optional[Any], compute: Callable[[], V]) -> V:
+    """``cache[key]``, computed and stored on first use; computed every time when ``key`` is None."""
+    if key is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
