@@ -101,8 +101,10 @@ def main() -> None:
     args.output.write_text(json.dumps(content, indent=2) + "\n")
     print(f"{'clip':24s} {'eval moving':>11s} {'at middle':>9s} {'best':>6s} {'headroom':>8s} {'train moving':>12s}")
     for clip in clips:
-        print(f"{clip['clip']:24s} {clip['eval_moving_mean']:11.2f} {clip['eval_moving_middle']:9.2f} "
-              f"{clip['eval_moving_best']:6.2f} {clip['motion_headroom_db']:8.2f} {str(clip['train_moving_last']):>12s}")
+        print(
+            f"{clip['clip']:24s} {clip['eval_moving_mean']:11.2f} {clip['eval_moving_middle']:9.2f} "
+            f"{clip['eval_moving_best']:6.2f} {clip['motion_headroom_db']:8.2f} {str(clip['train_moving_last']):>12s}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Dict, List
 
 RESULTS = Path(__file__).parent / "results"
-COLOURS = {"ds4d-base": "tab:blue", "ds4d": "tab:red", "ds4d-ga": "tab:orange", "static": "tab:grey",
-           "ds4d-base, motion weight 4": "tab:green"}
+COLOURS = {
+    "ds4d-base": "tab:blue",
+    "ds4d": "tab:red",
+    "ds4d-ga": "tab:orange",
+    "static": "tab:grey",
+    "ds4d-base, motion weight 4": "tab:green",
+}
 """One colour per method; the static baseline is ds4d-base trained on the middle frame only."""
 SCENE_MARKERS = {"windmill": "o", "waving": "s"}
 """One marker per ds4d-synth scene."""
@@ -36,27 +41,52 @@ def points() -> List[Dict]:
     for path in sorted(RESULTS.glob("issue11-methods-*.json")):
         record = json.loads(path.read_text())
         for entry in record["alone"].values():
-            found.append({"method": entry["method"], "scene": entry["scene"], "noise": entry["pseudo_noise"],
-                          "seconds": entry["train_seconds"], "psnr": entry["means"]["psnr"],
-                          "moving": entry["means"]["psnr_moving"], "protocol": DS4D_EVAL, "sharing": 1})
+            found.append(
+                {
+                    "method": entry["method"],
+                    "scene": entry["scene"],
+                    "noise": entry["pseudo_noise"],
+                    "seconds": entry["train_seconds"],
+                    "psnr": entry["means"]["psnr"],
+                    "moving": entry["means"]["psnr_moving"],
+                    "protocol": DS4D_EVAL,
+                    "sharing": 1,
+                }
+            )
         batch = record["batch_parallel"]
         for clip in batch["clips"]:
             scored = clip.get("eval") or {}
             if scored.get("checkpoint_step") != FINAL_STEP:
                 continue  # stopped before the end of its training: no score, or not the recipe's
             method = {"static": "static", "motion4": "ds4d-base, motion weight 4"}.get(clip["tag"], clip["method"])
-            found.append({"method": method, "scene": clip["scene"], "noise": clip["pseudo_noise"],
-                          "seconds": clip["train_seconds_shared"], "psnr": scored["means"]["psnr"],
-                          "moving": scored["means"]["psnr_moving"], "protocol": DS4D_EVAL,
-                          "sharing": batch["sharing_clips"]})
+            found.append(
+                {
+                    "method": method,
+                    "scene": clip["scene"],
+                    "noise": clip["pseudo_noise"],
+                    "seconds": clip["train_seconds_shared"],
+                    "psnr": scored["means"]["psnr"],
+                    "moving": scored["means"]["psnr_moving"],
+                    "protocol": DS4D_EVAL,
+                    "sharing": batch["sharing_clips"],
+                }
+            )
     for path in sorted(RESULTS.glob("issue3-noise1-*.json")):
         record = json.loads(path.read_text())
         if path.stem.endswith(("-linear", "-deformed")):
             continue  # option sweeps, not methods
-        found.append({"method": record["method"], "scene": record["scene"]["name"],
-                      "noise": record["scene"]["pseudo_noise"], "seconds": record["train_seconds"],
-                      "psnr": record["eval"]["psnr"], "moving": record["eval_dynamic_region"]["psnr"],
-                      "protocol": NS_EVAL, "sharing": 3})
+        found.append(
+            {
+                "method": record["method"],
+                "scene": record["scene"]["name"],
+                "noise": record["scene"]["pseudo_noise"],
+                "seconds": record["train_seconds"],
+                "psnr": record["eval"]["psnr"],
+                "moving": record["eval_dynamic_region"]["psnr"],
+                "protocol": NS_EVAL,
+                "sharing": 3,
+            }
+        )
     return found
 
 
@@ -78,8 +108,14 @@ def main() -> None:
             axis = axes[row][column]
             axis.scatter(entry["seconds"], entry[key], marker=SCENE_MARKERS[entry["scene"]], s=60, **style)
             # a training time measured while others shared the GPU is longer than the same run alone
-            axis.annotate(f"x{entry['sharing']}", (entry["seconds"], entry[key]), textcoords="offset points",
-                          xytext=(5, 3), fontsize=6, color="dimgrey")
+            axis.annotate(
+                f"x{entry['sharing']}",
+                (entry["seconds"], entry[key]),
+                textcoords="offset points",
+                xytext=(5, 3),
+                fontsize=6,
+                color="dimgrey",
+            )
     for column, title in enumerate(("clean pseudo views", "degraded pseudo views (--pseudo-noise 1.0)")):
         axes[0][column].set_title(title)
         axes[1][column].set_xlabel("training seconds (1000 + 6000 steps)")
@@ -89,13 +125,18 @@ def main() -> None:
         for axis in row:
             axis.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in COLOURS.items()]
-    handles += [plt.Line2D([], [], color="black", marker=k, linestyle="", label=scene) for scene, k in SCENE_MARKERS.items()]
-    handles += [plt.Line2D([], [], color="black", marker="o", linestyle="", label=DS4D_EVAL),
-                plt.Line2D([], [], markeredgecolor="black", markerfacecolor="none", marker="o", linestyle="",
-                           label=NS_EVAL)]
+    handles += [
+        plt.Line2D([], [], color="black", marker=k, linestyle="", label=scene) for scene, k in SCENE_MARKERS.items()
+    ]
+    handles += [
+        plt.Line2D([], [], color="black", marker="o", linestyle="", label=DS4D_EVAL),
+        plt.Line2D([], [], markeredgecolor="black", markerfacecolor="none", marker="o", linestyle="", label=NS_EVAL),
+    ]
     figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    figure.suptitle("ds4d-synth windmill and waving, 30 frames at 256 px: quality against training time\n"
-                    "(xN: N runs shared the GPU while this one trained)")
+    figure.suptitle(
+        "ds4d-synth windmill and waving, 30 frames at 256 px: quality against training time\n"
+        "(xN: N runs shared the GPU while this one trained)"
+    )
     figure.tight_layout(rect=(0, 0.1, 1, 0.96))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.output, dpi=110)
