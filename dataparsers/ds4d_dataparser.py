@@ -35,6 +35,9 @@ ROTATION_TOLERANCE = 1e-2
 """Largest accepted deviation of a camera's rotation block from orthonormal with determinant 1: loose
 enough for matrices written with three decimals, tight enough to catch zero, scaled, sheared or
 mirrored matrices (which make the camera singular or flip the image)."""
+TIME_TOLERANCE = 1e-6
+"""Largest difference between two times taken as the same time: one frame's time in different views must agree
+within it, and consecutive frames must be further apart than it."""
 
 
 class DatasetError(UserError):
@@ -166,9 +169,18 @@ class Ds4dDataParser(DataParser):
         for f in frames:
             views[(f.role, f.view_index)].append(f.frame_index)
             seen = time_of_frame.setdefault(f.frame_index, f.time)
-            if abs(seen - f.time) > 1e-6:
+            if abs(seen - f.time) > TIME_TOLERANCE:
                 raise DatasetError(
                     f"{path}: frame_index {f.frame_index} has times {seen} and {f.time} in different views"
+                )
+        # Time is what the deformation field sees: two frames at one time would be fitted as one instant seen two
+        # ways, and frames out of time order would play the motion back shuffled, both without a word.
+        in_order = sorted(time_of_frame.items())
+        for (earlier, earlier_time), (later, later_time) in zip(in_order, in_order[1:]):
+            if later_time - earlier_time <= TIME_TOLERANCE:
+                raise DatasetError(
+                    f"{path}: frame_index {earlier} has time {earlier_time} and frame_index {later} has time "
+                    f"{later_time}; times must increase strictly with frame_index (frame i of n at i / (n - 1))"
                 )
         expected = set(input_frames)
         for (role, view_index), indices in sorted(views.items()):

@@ -114,6 +114,14 @@ def _edit(data: Path, change) -> None:
         (lambda m: m["frames"][0].__setitem__("role", "extra"), "role 'extra'"),
         (lambda m: m["frames"][0].__setitem__("file_path", "images/none.png"), "none.png: image listed"),
         (lambda m: m["frames"][1].__setitem__("time", 0.3), "frame_index 0 has times"),
+        (
+            lambda m: [f.__setitem__("time", 0.0) for f in m["frames"] if f["frame_index"] == 1],
+            r"frame_index 0 has time 0.0 and frame_index 1 has time 0.0; times must increase strictly",
+        ),
+        (
+            lambda m: [f.__setitem__("time", 1.0 - f["time"]) for f in m["frames"]],
+            r"frame_index 0 has time 1.0 and frame_index 1 has time 0.5; times must increase strictly",
+        ),
     ],
 )
 def test_bad_transforms_are_named_before_training(fake_dataset, change, message):
