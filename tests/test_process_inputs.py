@@ -69,7 +69,7 @@ def test_bad_inputs_are_errors_naming_the_file(tmp_path: Path):
     with pytest.raises(InputError, match="b.png: 10x8 pixels"):
         read_clip(mixed)
     (mixed / "c.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="c.png: not a readable image"):
+    with pytest.raises(InputError, match="c.png: cannot be read as an image"):
         read_clip(mixed, start=2)
 
 

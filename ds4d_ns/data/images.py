@@ -1,7 +1,10 @@
-"""Decoding dataset images: every file fully checked, every PIL mode turned into 8-bit RGBA.
+"""Decoding images: every file fully checked, every PIL mode turned into 8-bit RGBA.
 
-The dataparser decodes each image and mask once at set-up, and the training datasets read them
-again through the same function, so what was accepted is exactly what is trained on:
+This is the project's one decoder of the images a user gives it. The dataparser decodes each image
+and mask once at set-up, and the training datasets read them again through the same function, so what
+was accepted is exactly what is trained on; ``ds4d-process`` reads its input frames, masks and
+imported pseudo views, and ``ds4d-eval videos`` its frame folders, through :func:`decode_image` too
+(``ds4d_ns.process.frames.read_image``), so that a 16-bit file means the same picture everywhere:
 
 - A file is verified (PNG chunk checksums, which a plain decode skips) and then decoded in full
   (a broken deflate stream or a truncated file only shows there). A header declaring more pixels
@@ -50,6 +53,16 @@ class DecodedImage:
     def size(self) -> Tuple[int, int]:
         """(width, height) in pixels, as PIL reports it."""
         return self.rgba.shape[1], self.rgba.shape[0]
+
+    @property
+    def has_alpha_channel(self) -> bool:
+        """Whether the file has an alpha channel (not only a transparency key)."""
+        return self.mode in ALPHA_MODES
+
+    @property
+    def rgb_or_rgba(self) -> UInt8[np.ndarray, "h w c"]:
+        """RGBA when the file has transparency, else RGB (its alpha would be all 255)."""
+        return self.rgba if self.has_alpha else np.ascontiguousarray(self.rgba[..., :3])
 
 
 def scale_to_uint8(values: np.ndarray, full_scale: float) -> UInt8[np.ndarray, "..."]:

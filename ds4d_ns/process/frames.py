@@ -21,6 +21,7 @@ import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
+from ds4d_ns.data.images import DecodedImage, ImageReadError, decode_image
 from ds4d_ns.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -94,6 +95,22 @@ def sample_indices(count: int, num_frames: int, start: int = 0, end: Optional[in
     return [int(round(v)) for v in np.linspace(start, end - 1, num_frames)]
 
 
+def read_image(file: Path) -> DecodedImage:
+    """One of the user's images (a frame, a mask, a pseudo view), decoded in full into 8-bit RGBA.
+
+    Every reader of the user's images goes through here, so every PIL mode means the same picture
+    to each of them (``ds4d_ns.data.images``): PIL's own ``convert("RGB")`` would clip 16-bit grey
+    to 0 or 255.
+
+    Raises:
+        InputError: the file is not a readable image; the decoder's message, naming the file.
+    """
+    try:
+        return decode_image(file)
+    except ImageReadError as err:
+        raise InputError(str(err)) from err
+
+
 def read_clip(path: Path, num_frames: int = 30, start: int = 0, end: Optional[int] = None) -> Clip:
     """Frames of a video file or an image folder; ``start``/``end`` are source frame indices."""
     path = Path(path)
@@ -105,8 +122,6 @@ def read_clip(path: Path, num_frames: int = 30, start: int = 0, end: Optional[in
 
 
 def _read_folder(folder: Path, num_frames: int, start: int, end: Optional[int]) -> Clip:
-    from PIL import Image, UnidentifiedImageError
-
     files = image_files(folder)
     if not files:
         raise InputError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
@@ -115,12 +130,7 @@ def _read_folder(folder: Path, num_frames: int, start: int, end: Optional[int]) 
     images, size = [], None
     for index in chosen:
         file = files[index]
-        try:
-            with Image.open(file) as pil:
-                has_alpha = "A" in pil.getbands() or "transparency" in pil.info  # palette images too
-                image = np.asarray(pil.convert("RGBA" if has_alpha else "RGB"))
-        except (UnidentifiedImageError, OSError) as err:
-            raise InputError(f"{file}: not a readable image ({err})") from err
+        image = read_image(file).rgb_or_rgba  # RGBA for an alpha channel or a transparency key
         if size is None:
             size = image.shape[:2]
         elif image.shape[:2] != size:

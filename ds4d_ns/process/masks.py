@@ -20,7 +20,8 @@ import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
-from ds4d_ns.process.frames import Clip, InputError, describe_order, frame_number, image_files
+from ds4d_ns.data.images import luminance
+from ds4d_ns.process.frames import Clip, InputError, describe_order, frame_number, image_files, read_image
 from ds4d_ns.process.key_matte import Colour, key_rgba
 
 Matting = Literal["none", "white", "rembg"]
@@ -96,15 +97,10 @@ def _numbered(files: Sequence[Path]) -> Optional[Dict[int, Path]]:
 
 
 def _read_mask(file: Path, size: Tuple[int, int]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(file) as pil:
-            # a mask saved as RGBA carries the mask in its alpha when the colour is constant
-            bands = pil.getbands()
-            mask = np.asarray(pil.getchannel("A") if "A" in bands and len(bands) > 1 else pil.convert("L"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{file}: not a readable mask image ({err})") from err
+    decoded = read_image(file)
+    # A mask saved with an alpha channel carries the mask in its alpha (its colour is then usually
+    # constant); any other mask, a transparency key included, is its luminance (16-bit grey scaled).
+    mask = decoded.rgba[..., 3] if decoded.has_alpha_channel else luminance(decoded.rgba)
     if mask.shape != size:
         height, width = size
         raise InputError(f"{file}: mask is {mask.shape[1]}x{mask.shape[0]}, its frame {width}x{height}")

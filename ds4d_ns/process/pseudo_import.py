@@ -24,7 +24,7 @@ import numpy as np
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
-from ds4d_ns.process.frames import IMAGE_SUFFIXES, Clip, InputError, image_files, natural_sorted
+from ds4d_ns.process.frames import IMAGE_SUFFIXES, Clip, InputError, image_files, natural_sorted, read_image
 
 VIEWS = 6
 """Views per frame in both Zero123++ releases."""
@@ -50,15 +50,8 @@ class PseudoViewEntry:
 
 
 def _load(file: Path) -> np.ndarray:
-    """Decode an image fully as uint8 RGB or RGBA, or raise an InputError naming it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(file) as pil:
-            has_alpha = "A" in pil.getbands() or "transparency" in pil.info
-            return np.asarray(pil.convert("RGBA" if has_alpha else "RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{file}: not a readable image ({err})") from err
+    """Decode an image fully as uint8 RGBA (with transparency) or RGB, or raise an InputError naming it."""
+    return read_image(file).rgb_or_rgba
 
 
 def _usable_alpha(image: np.ndarray) -> bool:
