@@ -120,6 +120,22 @@ def test_a_foreign_folder_is_refused_without_force(tmp_path: Path, tiny_zero123p
     assert (out / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("planted", ["transforms.json", "init.ply", "images/pseudo_03/frame_0002.png", "images"])
+def test_force_refuses_a_users_file_in_the_way_before_writing_anything(
+    tmp_path: Path, tiny_zero123plus: Path, planted: str
+):
+    video, masks = _write_clip(tmp_path / "user")
+    out = tmp_path / "dataset"
+    users = out / planted
+    users.parent.mkdir(parents=True, exist_ok=True)
+    users.write_text("the user's own file")
+    with pytest.raises(FileExistsError, match=f"{planted}: exists and was not written by ds4d-process"):
+        process(_config(video, masks, out, tiny_zero123plus, force=True))
+    assert users.read_text() == "the user's own file"
+    # nothing written beside it: no image, no init.ply, no manifest (a command's lock file aside)
+    assert [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".ds4d")] == [users]
+
+
 def test_bad_inputs_fail_before_any_output(tmp_path: Path, tiny_zero123plus: Path):
     video, masks = _write_clip(tmp_path / "user")
     out = tmp_path / "dataset"

@@ -197,6 +197,66 @@ def test_an_input_inside_the_output_is_refused_even_with_force(tmp_path, no_mode
             command(run, tmp_path / "project", force=True)
 
 
+def _eval_videos(run: Path, out: Path, **kwargs):
+    from ds4d_ns.scripts.eval import EvalVideos
+
+    return EvalVideos(pred=run.parent, gt=run.parent, output_dir=out, **kwargs).main()
+
+
+def _eval_model(run: Path, out: Path, **kwargs):
+    from ds4d_ns.scripts.eval import EvalModel
+
+    return EvalModel(load_config=run, output_dir=out, **kwargs).main()
+
+
+def _process(run: Path, out: Path, **kwargs):
+    from ds4d_ns.process.run import ProcessConfig, process
+
+    return process(ProcessConfig(input=run.parent, output=out, **kwargs))
+
+
+def _batch(run: Path, out: Path, **kwargs):
+    from ds4d_ns.batch.manifest import BatchManifest
+
+    return BatchManifest.open(out, {}, [])
+
+
+# every command that writes a folder: (run config.yml, output folder) -> its main work
+FOLDER_COMMANDS = {
+    "ds4d-export": _export,
+    "ds4d-render views": _views,
+    "ds4d-render orbit": _orbit,
+    "ds4d-viz": _viz,
+    "ds4d-eval videos": _eval_videos,
+    "ds4d-eval model": _eval_model,
+    "ds4d-synth": lambda run, out: _synth(out),
+    "ds4d-process": _process,
+    "ds4d-batch": _batch,
+}
+
+
+@pytest.mark.parametrize("command", FOLDER_COMMANDS.values(), ids=FOLDER_COMMANDS.keys())
+def test_an_output_folder_below_a_file_names_the_file(tmp_path, no_model_loading, command):
+    run = saved_run(tmp_path / "project")
+    a_file = _plant(tmp_path / "notes.txt")
+    with pytest.raises(UserError, match=f"{a_file} is a file"):
+        command(run, a_file / "sub" / "out")
+    assert a_file.read_text() == "the user's own file"
+
+
+def test_an_output_folder_below_a_file_is_one_line_with_exit_status_2(tmp_path):
+    a_file = _plant(tmp_path / "notes.txt")
+    result = subprocess.run(
+        [sys.executable, "-m", "ds4d_ns.scripts.eval", "videos", "--pred", str(tmp_path), "--gt", str(tmp_path)]
+        + ["--output-dir", str(a_file / "sub")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{a_file} is a file, not a folder" in result.stdout and "Errno" not in result.stdout
+
+
 def test_a_command_error_is_one_line_with_exit_status_2(tmp_path):
     run = saved_run(tmp_path / "project[final]")
     (run.parent / "nerfstudio_models/step-000000001.ckpt").write_bytes(b"")

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Literal, Optional
 
 from ds4d_ns.batch.jobs import ClipJob
 from ds4d_ns.errors import UserError
+from ds4d_ns.io.output_folder import refuse_a_file_in_the_way
 from ds4d_ns.io.writers import write_json_atomic
 
 TOOL = "ds4d-batch"
@@ -69,6 +70,7 @@ class BatchManifest:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise BatchOutputError(f"OUT {out} is a file; give a folder (new, empty, or an earlier ds4d-batch output)")
+        refuse_a_file_in_the_way(out)  # a file above OUT: named now, not as "Not a directory" when writing
         path = out / MANIFEST_NAME
         clips: Dict[str, Dict[str, Any]] = {}
         if path.is_file():

@@ -107,6 +107,24 @@ def _foreign_files(root: Path, owned: set, manifest_name: str) -> Iterator[str]:
             yield rel
 
 
+def refuse_a_file_in_the_way(out: Path) -> None:
+    """Raise if ``out``, or the nearest existing folder above it, is a file: the folder could not be made.
+
+    Without this the first write fails with ``[Errno 20] Not a directory``, which does not say which part
+    of the path is the file.
+    """
+    out = Path(out)
+    for path in (out, *out.parents):
+        if path.exists():
+            if path.is_dir():
+                return
+            if path == out:
+                raise OutputFolderError(f"{out} exists and is not a folder: pick another output path")
+            raise OutputFolderError(
+                f"{out}: {path} is a file, not a folder, so no folder can be made below it; pick another output path"
+            )
+
+
 def refuse_inputs_inside(out: Path, inputs: Iterable[Optional[Path]], tool: str) -> None:
     """Raise if any of ``inputs`` lies inside (or is) the output folder ``out``."""
     out_real = Path(os.path.realpath(out))
@@ -164,8 +182,18 @@ class OutputFolder:
         return rel in self._files or any(rel in job["files"] for job in self._jobs.values())
 
     def check_can_write(self, names: Iterable[str]) -> None:
-        """Refuse now (before long work) if a file this job will write exists and is not the tool's."""
+        """Refuse now (before long work and before the first write) if a file this job will write exists and is
+        not the tool's, or would go below a file (or link) in a folder's place that is not the tool's.
+
+        Args:
+            names: relative POSIX paths of every file the job will write.
+        """
         for rel in names:
+            # the folders on the way first: below a file there is no path to test, only an error on writing
+            for folder in reversed(PurePosixPath(rel).parents[:-1]):
+                path = self.root / folder
+                if (path.is_symlink() or (path.exists() and not path.is_dir())) and not self.owns(folder.as_posix()):
+                    raise self._not_ours(folder.as_posix())
             path = self.root / rel
             if (path.exists() or path.is_symlink()) and not self.owns(rel):
                 raise self._not_ours(rel)
@@ -280,8 +308,7 @@ def prepare_output_dir(
     out = Path(out)
     job = job or tool
     refuse_inputs_inside(out, inputs, tool)
-    if out.exists() and not out.is_dir():
-        raise OutputFolderError(f"{out} exists and is not a folder: pick another output path")
+    refuse_a_file_in_the_way(out)
     if out.is_symlink():
         raise OutputFolderError(f"{out} is a symlink: give the folder it points to, or another folder")
     settings = json.loads(json.dumps(settings))  # as it reads back from the manifest (tuples become lists)

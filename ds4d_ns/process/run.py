@@ -27,8 +27,16 @@ from rich.progress import track
 from typing_extensions import Annotated
 
 from ds4d_ns import camera_layouts
-from ds4d_ns.data.dataset_format import PLY_NAME, DatasetView, image_path, middle_frame, view_layout, write_dataset
-from ds4d_ns.io.output_folder import prepare_output_dir
+from ds4d_ns.data.dataset_format import (
+    PLY_NAME,
+    TRANSFORMS_NAME,
+    DatasetView,
+    image_path,
+    middle_frame,
+    view_layout,
+    write_dataset,
+)
+from ds4d_ns.io.output_folder import prepare_output_dir, refuse_a_file_in_the_way
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic
 from ds4d_ns.options import Zero123PlusRelease
 from ds4d_ns.process.fingerprint import describe_changes, fingerprints
@@ -155,13 +163,7 @@ def check_arguments(config: ProcessConfig) -> None:
         )
     if config.pseudo_views is None and config.pseudo_release is not None:
         raise InputError("--pseudo-release only applies with --pseudo-views DIR (use --version for generated views)")
-    # the output folder (or the nearest existing folder above it) must be a folder
-    out = Path(config.output)
-    for path in (out, *out.absolute().parents):
-        if path.exists():
-            if not path.is_dir():
-                raise InputError(f"{config.output}: {path} is a file, not a folder; pick another output path")
-            break
+    refuse_a_file_in_the_way(Path(config.output))
 
 
 def _release(config: ProcessConfig) -> Zero123PlusRelease:
@@ -241,6 +243,8 @@ def process(config: ProcessConfig) -> Path:
     settings = _settings(config, fingerprints(used + ([Path(config.init_mesh)] if config.init_mesh else [])))
     _explain_previous_run(out, settings, config.force)
     output = prepare_output_dir(out, MANIFEST_NAME, settings, config.force, TOOL, inputs=inputs)
+    # a user's file in the way: refused, nothing written
+    output.check_can_write(_planned_files(config, len(frames)))
     resume = output.resume
     todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
     # load the generator (and matting) before writing anything: missing weights leave no output behind
@@ -350,6 +354,12 @@ def _dataset_views(config: ProcessConfig) -> Tuple[DatasetView, ...]:
     return view_layout(
         camera_layouts.zero123pp_views(_release(config), half_extent=camera_layouts.object_half_extent(config.fill))
     )
+
+
+def _planned_files(config: ProcessConfig, num_frames: int) -> List[str]:
+    """Every file the run writes, relative to the output folder, so that one in the way is refused before any write."""
+    planned = [view.image_path(frame) for frame in range(num_frames) for view in _dataset_views(config)]
+    return planned + ([PLY_NAME] if config.init != "random" else []) + [TRANSFORMS_NAME]
 
 
 def _write_initial_points(
