@@ -12,6 +12,9 @@ killed run leaves every file it made listed. The rules that follow from it:
   folder by name.
 * A rerun of a resumable job with the same settings keeps (and resumes) its files.
 * An input inside the output folder is refused, with or without ``force``.
+* One command at a time: the folder is locked (:mod:`ds4d_ns.io.folder_lock`) from
+  :func:`prepare_output_dir` until :meth:`OutputFolder.close` (or until the folder object is gone), and a
+  second command refuses at once, naming the first.
 
 Writes are observed through :mod:`ds4d_ns.io.atomic`, so every atomic write into an open folder
 (between :meth:`OutputFolder.start` and :meth:`OutputFolder.close`) is recorded.
@@ -35,6 +38,7 @@ from ds4d_ns.io.atomic import (
     remove_write_observer,
     write_observers,
 )
+from ds4d_ns.io.folder_lock import LOCK_NAME, FolderLock
 
 MANIFEST_FORMAT = 2
 """Version of the manifest layout: ``{"tool", "format", "jobs": {job: {"settings", "files"}}}``."""
@@ -104,6 +108,8 @@ def _foreign_files(root: Path, owned: set, manifest_name: str) -> Iterator[str]:
             partial_of = None if target is None else (folder / target).as_posix()
             if rel == manifest_name or rel in owned or partial_of == manifest_name or partial_of in owned:
                 continue
+            if name.startswith(LOCK_NAME):  # a command's lock (ds4d_ns.io.folder_lock), not a user's file
+                continue
             yield rel
 
 
@@ -155,6 +161,7 @@ class OutputFolder:
         settings: Dict[str, Any],
         jobs: Dict[str, Dict[str, Any]],
         resume: bool,
+        lock: Optional[FolderLock] = None,
     ) -> None:
         self.root = Path(root)
         self.tool = tool
@@ -167,6 +174,8 @@ class OutputFolder:
         previous = jobs.get(job, {}).get("files", [])
         self._previous: List[str] = list(previous)
         self._files: List[str] = list(previous) if resume else []
+        self._lock = lock
+        """The folder's lock, held from :func:`prepare_output_dir` (or :meth:`start`, for a new folder) to close."""
 
     @property
     def manifest_path(self) -> Path:
@@ -200,6 +209,8 @@ class OutputFolder:
 
     def start(self) -> "OutputFolder":
         self.root.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:  # a folder new at prepare_output_dir: locked now it exists, before any write
+            self._lock = FolderLock(self.root, self.tool).acquire()
         if not self.resume and self._previous:
             # the manifest still lists them until the rewrite below: an interruption loses no record
             self._remove(self._previous)
@@ -213,6 +224,9 @@ class OutputFolder:
 
     def close(self) -> None:
         remove_write_observer(self)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "OutputFolder":
         return self.start()
@@ -246,6 +260,9 @@ class OutputFolder:
         self._write_manifest()
 
     def _not_ours(self, rel: str) -> OutputFolderError:
+        # a refusal the command stops at: the folder's lock goes now, not when this object is collected (the
+        # error's traceback keeps it alive as long as the error is kept)
+        self.close()
         return OutputFolderError(
             f"{self.root / rel}: exists and was not written by {self.tool}; it is never overwritten, even with "
             "--force: move it away or pick another folder"
@@ -312,28 +329,35 @@ def prepare_output_dir(
     if out.is_symlink():
         raise OutputFolderError(f"{out} is a symlink: give the folder it points to, or another folder")
     settings = json.loads(json.dumps(settings))  # as it reads back from the manifest (tuples become lists)
-    jobs = _read_manifest(out / manifest_name, tool) if out.is_dir() else {}
-    previous = jobs.get(job)
-    resume = resumable and previous is not None and previous.get("settings") == settings
-    folder = OutputFolder(out, manifest_name, tool, job, settings, jobs, resume)
-    if resume or not out.is_dir():
-        return folder
-    if resumable and previous is not None and not force:
-        raise OutputFolderError(
-            f"refusing to write into {out}: it holds a {tool} output with different settings "
-            f"({previous.get('settings')}). Pick another folder or pass --force (which replaces that output)."
-        )
-    owned = {rel for entry in jobs.values() for rel in entry["files"]}
-    foreign = next(_foreign_files(out, owned, manifest_name), None)
-    if foreign is not None:
-        if not force:
+    # one command at a time in a folder, from before its manifest is read (a new folder: from start())
+    lock = FolderLock(out, tool).acquire() if out.is_dir() else None
+    try:
+        jobs = _read_manifest(out / manifest_name, tool) if out.is_dir() else {}
+        previous = jobs.get(job)
+        resume = resumable and previous is not None and previous.get("settings") == settings
+        folder = OutputFolder(out, manifest_name, tool, job, settings, jobs, resume, lock)
+        if resume or not out.is_dir():
+            return folder
+        if resumable and previous is not None and not force:
             raise OutputFolderError(
-                f"refusing to write into {out}: it is not a {tool} output (it holds {foreign}, which {tool} did "
-                "not write). Pick another folder, or pass --force to write beside such files (they are never "
-                "deleted or overwritten)."
+                f"refusing to write into {out}: it holds a {tool} output with different settings "
+                f"({previous.get('settings')}). Pick another folder or pass --force (which replaces that output)."
             )
-        CONSOLE.log(
-            f"[yellow]--force: writing into {escape(str(out))} beside files {escape(tool)} did not write "
-            "(they are left alone)"
-        )
-    return folder
+        owned = {rel for entry in jobs.values() for rel in entry["files"]}
+        foreign = next(_foreign_files(out, owned, manifest_name), None)
+        if foreign is not None:
+            if not force:
+                raise OutputFolderError(
+                    f"refusing to write into {out}: it is not a {tool} output (it holds {foreign}, which {tool} did "
+                    "not write). Pick another folder, or pass --force to write beside such files (they are never "
+                    "deleted or overwritten)."
+                )
+            CONSOLE.log(
+                f"[yellow]--force: writing into {escape(str(out))} beside files {escape(tool)} did not write "
+                "(they are left alone)"
+            )
+        return folder
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
