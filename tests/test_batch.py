@@ -372,7 +372,13 @@ def test_gsplat_kernels_are_loaded_once_before_parallel_clips_only_with_cuda(mon
 
 @pytest.mark.parametrize(
     "address, gpus, clips, loads",
-    [(None, 1.0, 2, True), (None, 0.25, 4, True), (None, 0.0, 2, False), (None, 1.0, 1, False), ("auto", 1.0, 2, False)],
+    [
+        (None, 1.0, 2, True),
+        (None, 0.25, 4, True),
+        (None, 0.0, 2, False),
+        (None, 1.0, 1, False),
+        ("auto", 1.0, 2, False),
+    ],
 )
 def test_local_gpu_batches_load_gsplat_kernels_before_their_tasks(monkeypatch, tmp_path, address, gpus, clips, loads):
     class Stop(Exception):
@@ -393,3 +399,206 @@ def test_local_gpu_batches_load_gsplat_kernels_before_their_tasks(monkeypatch, t
     with pytest.raises(Stop):
         executor.run(todo, manifest, runner.ClipSettings(), None)
     assert loaded == ([True] if loads else [])
+
+
+# --- the manifest checked, not trusted; one batch per OUT; defaults that follow the machine ----------------
+
+
+def dataset_folders(folder: Path, names=("clip0", "clip1")) -> Path:
+    """Folders that JOBS reads as ready datasets (the fake clips below never read them)."""
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "transforms.json").write_text("{}")
+    return folder
+
+
+def fake_run_clip(calls: List[str]):
+    """Stands for ``run_clip``: writes a clip's outputs as the real steps lay them out, in a moment."""
+
+    def run(job: ClipJob, settings, out: Path, attempt: str) -> Dict[str, Any]:
+        calls.append(job.name)
+        clip = clip_folder(out, job.name)
+        run_dir = clip / "train" / settings.method / "run"
+        files = {
+            run_dir / "config.yml": b"config",
+            run_dir / "nerfstudio_models" / "step-000000005.ckpt": b"weights",
+            clip / "eval" / "metrics.json": b"{}",
+            clip / "renders" / "front.mp4": b"video",
+            clip / "splats" / "ply" / "frame_0000.ply": b"ply",
+            clip / "splats" / "manifest.json": b"{}",
+        }
+        for path, content in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        outputs = {
+            "dataset": str(job.source),
+            "config": str(run_dir / "config.yml"),
+            "eval": str(clip / "eval" / "metrics.json"),
+            "renders": str(clip / "renders"),
+            "splats": str(clip / "splats"),
+        }
+        return {"state": "done", "minutes": 0.01, "outputs": outputs, "metrics": {"psnr": 30.0}, "started": attempt}
+
+    return run
+
+
+def logged(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_a_done_clip_whose_outputs_are_gone_or_changed_is_run_again(tmp_path, monkeypatch, capsys):
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    monkeypatch.setattr(CONSOLE, "width", 400)  # log lines unwrapped
+    calls: List[str] = []
+    monkeypatch.setattr(runner, "run_clip", fake_run_clip(calls))
+    jobs = dataset_folders(tmp_path / "jobs", ("clip0", "clip1", "clip2", "clip3"))
+    out = tmp_path / "out"
+    config = tiny_config(jobs, out, sequential=True)
+    run_batch(config)
+    assert calls == ["clip0", "clip1", "clip2", "clip3"]
+    sizes = manifest_clips(out)["clip1"]["sizes"]  # recorded when the clip was done
+    assert sizes["clips/clip1/renders/front.mp4"] == len(b"video")
+    assert sizes["clips/clip1/train/ds4d-base-cpu/run/nerfstudio_models/step-000000005.ckpt"] == len(b"weights")
+
+    calls.clear()
+    shutil.rmtree(clip_folder(out, "clip0") / "splats")  # the user deleted a finished clip's splats/ ...
+    shutil.rmtree(clip_folder(out, "clip1") / "train")  # ... another one's train/
+    (clip_folder(out, "clip2") / "renders" / "front.mp4").write_bytes(b"vid")  # ... changed a third one's render
+    content = json.loads((out / MANIFEST_NAME).read_text())
+    del content["clips"]["clip3"]["sizes"]  # a manifest written before sizes were recorded: checked, then recorded
+    (out / MANIFEST_NAME).write_text(json.dumps(content))
+    capsys.readouterr()
+    rows = run_batch(config)
+
+    assert calls == ["clip0", "clip1", "clip2"] and [r["status"] for r in rows] == ["done"] * 4
+    text = logged(capsys)
+    splats = clip_folder(out, "clip0") / "splats"
+    assert f"clip clip0: done in {out / MANIFEST_NAME}, but its splats output {splats} does not exist" in text
+    assert "clip clip1: done in" in text and "config output" in text
+    assert f"{clip_folder(out, 'clip2')}/renders/front.mp4 has 3 bytes, 5 when the clip was done" in text
+    assert "clip clip3:" not in text and "1 done earlier (skipped), 3 to run" in text
+    assert "clips/clip3/splats/manifest.json" in manifest_clips(out)["clip3"]["sizes"]
+
+    # a never-run clip marked done by hand, with metrics and outputs that do not exist
+    dataset_folders(jobs, ("clip4",))
+    content = json.loads((out / MANIFEST_NAME).read_text())
+    ghost = clip_folder(out, "clip4")
+    content["clips"]["clip4"] = {
+        "state": "done",
+        "attempts": 1,
+        "clip": ClipJob("clip4", (jobs / "clip4").absolute(), "dataset", "folder").identity(),
+        "metrics": {"psnr": 99.0},
+        "outputs": {"dataset": str(jobs / "clip4"), "config": str(ghost / "config.yml"), "splats": str(ghost)},
+    }
+    (out / MANIFEST_NAME).write_text(json.dumps(content))
+    calls.clear()
+    rows = run_batch(config)
+    assert calls == ["clip4"] and "clip clip4: done in" in logged(capsys)
+    for row in summary(out):  # the summary never lists a path that does not exist
+        for column in runner.OUTPUT_COLUMNS:
+            assert row[column] == "" or Path(row[column]).exists(), (row["clip"], column, row[column])
+
+
+def test_the_summary_leaves_out_paths_that_are_gone(tmp_path):
+    job = ClipJob("a", tmp_path / "a", "dataset", "folder")
+    manifest = BatchManifest.open(tmp_path / "out", {}, [job])
+    manifest.clips["a"].update(state="failed", outputs={"dataset": str(tmp_path), "config": str(tmp_path / "gone")})
+    row = runner.summary_rows([job], manifest)[0]
+    assert (row["dataset"], row["config"]) == (str(tmp_path), None)
+
+
+def test_a_second_batch_on_one_out_refuses_at_once_and_a_killed_ones_lock_is_taken_over(tmp_path, monkeypatch, capsys):
+    from nerfstudio.utils.rich_utils import CONSOLE
+    from test_folder_lock import hold_lock
+
+    from ds4d_ns.io.folder_lock import LOCK_NAME, FolderLockError
+
+    monkeypatch.setattr(CONSOLE, "width", 400)
+    calls: List[str] = []
+    monkeypatch.setattr(runner, "run_clip", fake_run_clip(calls))
+    jobs = dataset_folders(tmp_path / "jobs", ("clip0",))
+    out = tmp_path / "out"
+    out.mkdir()
+    config = tiny_config(jobs, out, sequential=True)
+    first = hold_lock(out, "ds4d-batch")  # a batch running on OUT in another process
+    with pytest.raises(FolderLockError) as err:
+        run_batch(config)
+    message = str(err.value)
+    assert f"is being written by ds4d-batch (pid {first.pid} on " in message and str(out / LOCK_NAME) in message
+    assert "since" in message and calls == [] and not (out / MANIFEST_NAME).exists()
+
+    first.kill()  # killed outright: its lock stays behind, its process is gone
+    first.wait()
+    assert (out / LOCK_NAME).is_file()
+    capsys.readouterr()
+    rows = run_batch(config)
+    assert [r["status"] for r in rows] == ["done"] and calls == ["clip0"]
+    assert f"stale lock of ds4d-batch (pid {first.pid} on" in logged(capsys)
+    assert not (out / LOCK_NAME).exists()  # released at the end
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_clip", interrupted)
+    (out / MANIFEST_NAME).write_text((out / MANIFEST_NAME).read_text().replace('"done"', '"failed"'))
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(config)
+    assert not (out / LOCK_NAME).exists()  # released on an exception too
+
+
+class _CpuRay:
+    """Stands for ``ray`` on a machine without GPUs: a local instance with two CPUs and no GPU resource."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def is_initialized(self) -> bool:
+        return self.started
+
+    def init(self, address=None, **options) -> None:
+        self.started = True
+
+    def cluster_resources(self) -> Dict[str, float]:
+        return {"CPU": 2.0, "memory": 8.0 * 2**30}
+
+    def shutdown(self) -> None:
+        self.started = False
+
+
+def test_without_cuda_the_batch_defaults_to_cpus_and_the_cpu_configuration(tmp_path, monkeypatch, capsys):
+    import torch
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    from ds4d_ns.scripts import weights
+
+    monkeypatch.setattr(CONSOLE, "width", 400)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runner, "ray_module", _CpuRay)
+    monkeypatch.setattr(weights, "require_weights", lambda *args, **kwargs: None)  # ds4d-cpu's weights: not here
+    calls: List[str] = []
+    fake = fake_run_clip(calls)
+    declared: List[float] = []
+
+    def run(executor, todo, manifest, settings, display):
+        declared.append(executor.config.gpus)
+        for job in todo:
+            manifest.mark_finished(job.name, fake(job, settings, manifest.out.absolute(), "attempt"))
+
+    monkeypatch.setattr(runner.RayExecutor, "run", run)
+    jobs = dataset_folders(tmp_path / "jobs", ("clip0",))
+    # --method and --gpus-per-job left out, as a user types it
+    defaults = BatchConfig(jobs=jobs, output=tmp_path / "out", train_args=TINY_TRAINING, memory_gb_per_job=0.5)
+    rows = run_batch(defaults)
+
+    assert [r["status"] for r in rows] == ["done"] and declared == [0.0]
+    assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["settings"]["method"] == "ds4d-cpu"
+    assert "no CUDA on this machine: clips train on CPUs with ds4d-cpu and --gpus-per-job 0" in logged(capsys)
+    # a GPU the user asks for is still refused where there is none
+    asked = BatchConfig(jobs=jobs, output=tmp_path / "out2", method="ds4d-cpu", gpus_per_job=1.0)
+    with pytest.raises(UserError, match=r"--gpus-per-job: each clip asks for more GPU than the whole Ray cluster"):
+        run_batch(asked)
+    # with CUDA, or on a cluster (its machines are not this one), the defaults stay the GPU ones
+    assert (defaults.for_this_machine(cuda=True).method, defaults.for_this_machine(cuda=True).gpus) == ("ds4d", 1.0)
+    cluster = BatchConfig(jobs=jobs, output=tmp_path / "out", ray_address="auto").for_this_machine(cuda=False)
+    assert (cluster.method_name, cluster.gpus) == ("ds4d", 1.0)

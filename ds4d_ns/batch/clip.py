@@ -291,6 +291,18 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _error_line(err: BaseException) -> str:
+    """``Type: message`` of a clip's failure.
+
+    ns-train's set-up reports a user error by exiting (one line, status 2, ds4d_ns.errors): the error is the
+    exit's context; in a Ray worker an exit would end the worker. Worked out here, not in a variable of
+    :func:`run_clip`: one there would hold the error, its traceback and every frame in it (the commands'
+    output folders, with their folder locks) in a cycle until the garbage collector runs.
+    """
+    cause = err.__context__ if isinstance(err, SystemExit) and err.__context__ is not None else err
+    return f"{type(cause).__name__}: {cause}"
+
+
 def run_clip(job: ClipJob, settings: ClipSettings, out: Path, attempt: str) -> Dict[str, Any]:
     """Process, train, evaluate, render and export one clip; the outcome as a dict (see :class:`ClipOutcome`).
 
@@ -328,15 +340,12 @@ def run_clip(job: ClipJob, settings: ClipSettings, out: Path, attempt: str) -> D
         outputs["renders"] = str(clip_dir / "renders")
         outputs["splats"] = str(export_splats(config_path, clip_dir / "splats", settings.export_num_times))
     except (Exception, SystemExit) as err:  # any failure is this clip's alone: recorded, and the batch goes on
-        # ns-train's set-up reports a user error by exiting (one line, status 2, ds4d_ns.errors): the error is
-        # the exit's context; in a Ray worker an exit would end the worker
-        cause = err.__context__ if isinstance(err, SystemExit) and err.__context__ is not None else err
         return ClipOutcome(
             "failed",
             (time.monotonic() - start) / 60.0,
             outputs,
             metrics,
-            f"{type(cause).__name__}: {cause}",
+            _error_line(err),
             traceback.format_exc(),
             started,
         ).as_dict()

@@ -1,7 +1,8 @@
 """The batch manifest ``OUT/ds4d_batch.json``: the batch's settings and each clip's state.
 
 States: ``pending`` (not started), ``running`` (a task has started it: left so by a batch that was
-killed, which a rerun notices and runs again), ``done`` (every step finished; a rerun skips it) and
+killed, which a rerun notices and runs again), ``done`` (every step finished; a rerun skips it while the
+outputs it lists are there with the sizes recorded then, and runs it again otherwise) and
 ``failed`` (with the error's one line and its traceback; a rerun retries it). Only the batch's driver
 writes the manifest, atomically (``ds4d_ns.io.writers``) after every change, so a kill at any moment
 leaves the last state whole.
@@ -14,12 +15,14 @@ earlier outputs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Literal, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Literal, Optional
 
 from ds4d_ns.batch.jobs import ClipJob
 from ds4d_ns.errors import UserError
+from ds4d_ns.io.folder_lock import LOCK_NAME
 from ds4d_ns.io.output_folder import refuse_a_file_in_the_way
 from ds4d_ns.io.writers import write_json_atomic
 
@@ -75,7 +78,7 @@ class BatchManifest:
         clips: Dict[str, Dict[str, Any]] = {}
         if path.is_file():
             clips = cls._read(path, settings)
-        elif out.is_dir() and any(out.iterdir()):
+        elif out.is_dir() and any(entry.name != LOCK_NAME for entry in out.iterdir()):
             raise BatchOutputError(
                 f"OUT {out} holds files and no {MANIFEST_NAME}: it is not a ds4d-batch output; give a new or empty "
                 "folder"
@@ -155,4 +158,56 @@ class BatchManifest:
             error=outcome.get("error"),
             traceback=outcome.get("traceback"),
         )
+        # what a later run checks before it skips the clip (outputs_problem)
+        record["sizes"] = self.output_sizes(record["outputs"]) if outcome["state"] == "done" else None
         self.save()
+
+    def _output_files(self, outputs: Dict[str, str]) -> Iterator[Path]:
+        """Every file of a clip's outputs inside OUT: a file output, every file of a folder output, and for the
+        training run (its ``config``) the whole run folder, its checkpoints with it."""
+        root = Path(os.path.abspath(self.out))
+        for key, given in outputs.items():
+            path = Path(os.path.abspath(given))
+            if key == "config":
+                path = path.parent
+            if root not in path.parents:
+                continue  # a ready dataset trained where it is: the user's input, not an output
+            if path.is_file():
+                yield path
+            for folder, _, names in os.walk(path):
+                yield from (Path(folder) / name for name in sorted(names) if not name.startswith(LOCK_NAME))
+
+    def output_sizes(self, outputs: Dict[str, str]) -> Dict[str, int]:
+        """Bytes of every file of :meth:`_output_files`, by its path relative to OUT."""
+        root = Path(os.path.abspath(self.out))
+        return {path.relative_to(root).as_posix(): path.stat().st_size for path in self._output_files(outputs)}
+
+    def outputs_problem(self, name: str, required: Iterable[str]) -> Optional[str]:
+        """Why a clip's outputs are not what its manifest records (None when they are), checked cheaply.
+
+        Every output listed (and each of ``required``) must exist, and each file recorded when the clip was
+        done must have the size recorded. A clip done before sizes were recorded gets them recorded now.
+        """
+        record = self.clips[name]
+        outputs = record.get("outputs")
+        if not isinstance(outputs, dict):
+            return "it lists no outputs"
+        missing = [key for key in required if not outputs.get(key)]
+        if missing:
+            return f"it lists no {', '.join(missing)} output"
+        for key, given in outputs.items():
+            if not isinstance(given, str) or not os.path.exists(given):
+                return f"its {key} output {given} does not exist"
+        sizes = record.get("sizes")
+        if not isinstance(sizes, dict):
+            record["sizes"] = self.output_sizes(outputs)
+            return None
+        for rel, size in sizes.items():
+            path = self.out / rel
+            try:
+                now_size = path.stat().st_size
+            except OSError:
+                return f"{path} does not exist"
+            if now_size != size:
+                return f"{path} has {now_size} bytes, {size} when the clip was done"
+        return None

@@ -2,10 +2,13 @@
 
 Order of work: every check first (flags, JOBS, the ``ds4d-process`` and ``ns-train`` flags, OUT and its
 manifest, Ray and its resources, pretrained weights), then the clips still to do (not ``done`` in the
-manifest), then the summary. With Ray (the optional extra ``ds4d-ns[batch]``) each clip is one task
-declaring ``--gpus-per-job``, ``--cpus-per-job`` and ``--memory-gb-per-job``, on a local Ray instance or
-the cluster at ``--ray-address``; without Ray (or with ``--sequential``) the clips run one after the other
-in this process. Either way a clip's failure is recorded and the others go on.
+manifest, or done but with outputs gone or changed since), then the summary. OUT is locked
+(:mod:`ds4d_ns.io.folder_lock`) from the manifest's first reading to the end: one batch at a time.
+
+With Ray (the optional extra ``ds4d-ns[batch]``) each clip is one task declaring ``--gpus-per-job``,
+``--cpus-per-job`` and ``--memory-gb-per-job``, on a local Ray instance or the cluster at ``--ray-address``;
+without Ray (or with ``--sequential``) the clips run one after the other in this process. Either way a
+clip's failure is recorded and the others go on.
 
 On a cluster every node must see JOBS and OUT at the same paths (a shared file system), and the paths in
 ``--train-args`` / ``--process-args`` must be absolute.
@@ -14,6 +17,7 @@ On a cluster every node must see JOBS and OUT at the same paths (a shared file s
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -41,10 +45,11 @@ from ds4d_ns.batch.clip import (
 )
 from ds4d_ns.batch.gsplat_kernels import load_gsplat_kernels
 from ds4d_ns.batch.jobs import ClipJob, read_jobs
-from ds4d_ns.batch.manifest import BatchManifest, now
+from ds4d_ns.batch.manifest import TOOL, BatchManifest, now
 from ds4d_ns.errors import UserError
 from ds4d_ns.evaluation.protocol import METRICS
 from ds4d_ns.evaluation.score import MetricName
+from ds4d_ns.io.folder_lock import locked_folder
 from ds4d_ns.io.writers import write_bytes_atomic
 
 SUMMARY_NAME = "summary.csv"
@@ -52,6 +57,11 @@ INSTALL_RAY = "pip install 'ds4d-ns[batch]' (or: pip install ray)"
 """How to install Ray, said where it is missing."""
 OUTPUT_COLUMNS = ("dataset", "config", "eval", "renders", "splats")
 """Output paths of a clip in the summary, in its order."""
+DONE_OUTPUTS = ("dataset", "config", "renders", "splats")
+"""Outputs every clip done has (``eval`` only where its dataset has eval views)."""
+GPU_DEFAULTS: Tuple[str, float] = ("ds4d", 1.0)
+CPU_DEFAULTS: Tuple[str, float] = ("ds4d-cpu", 0.0)
+"""--method and --gpus-per-job when left out, on a machine with CUDA and on one without."""
 
 
 @dataclass
@@ -70,17 +80,18 @@ class BatchConfig:
     None: a local Ray instance on this machine (or, without Ray installed, one clip after the other here)."""
     sequential: bool = False
     """Run the clips one after the other in this process, even with Ray installed."""
-    method: str = "ds4d"
-    """ds4d method to train (ds4d, ds4d-ga, ds4d-base, ds4d-cpu, ds4d-base-cpu); a CSV's method column overrides it."""
+    method: Optional[str] = None
+    """ds4d method to train (ds4d, ds4d-ga, ds4d-base, ds4d-cpu, ds4d-base-cpu); a CSV's method column overrides it.
+    None: ds4d where this machine has CUDA (or with --ray-address), else ds4d-cpu, its CPU configuration."""
     train_args: str = ""
     """ns-train flags for the method, in one quoted string after an equals sign (a value starting with -- is
     otherwise taken for a flag): --train-args="--max-num-iterations 3000"."""
     process_args: str = ""
     """ds4d-process flags for videos and frame folders, as --train-args: --process-args="--matting white
     --num-frames 32"; a CSV's columns override them per clip."""
-    gpus_per_job: float = 1.0
+    gpus_per_job: Optional[float] = None
     """GPUs each clip's Ray task declares (num_gpus): 1, a fraction to share a GPU (0.5: two clips per GPU), or
-    0 to train on CPUs."""
+    0 to train on CPUs. None: 1 where this machine has CUDA (or with --ray-address), else 0."""
     cpus_per_job: int = 2
     """CPUs each clip's Ray task declares (num_cpus); torch uses as many threads."""
     memory_gb_per_job: float = 8.0
@@ -98,11 +109,50 @@ class BatchConfig:
     export_num_times: Optional[int] = None
     """Time steps exported as splat PLYs (None: one per training frame)."""
 
+    @property
+    def gpus(self) -> float:
+        """--gpus-per-job, or its default for a machine with CUDA (:meth:`for_this_machine` sets it for others)."""
+        return GPU_DEFAULTS[1] if self.gpus_per_job is None else self.gpus_per_job
+
+    @property
+    def method_name(self) -> str:
+        """--method, or its default for a machine with CUDA (:meth:`for_this_machine` sets it for others)."""
+        return GPU_DEFAULTS[0] if self.method is None else self.method
+
+    def for_this_machine(self, cuda: Optional[bool] = None) -> "BatchConfig":
+        """This configuration with --method and --gpus-per-job, where left out, set for the machine.
+
+        Without CUDA (``cuda``; None: ask torch) a clip can only train on CPUs: 0 GPUs per job and the CPU
+        configuration, said in one line, rather than a refusal because the clips ask for a GPU that is not
+        there. With --ray-address the clips run on the cluster's machines, not this one: the GPU defaults stay
+        (a cluster without GPUs is refused naming --gpus-per-job). A value the user gave is kept either way.
+        """
+        if self.ray_address is not None or (self.method is not None and self.gpus_per_job is not None):
+            return self
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        method, gpus = GPU_DEFAULTS if cuda else CPU_DEFAULTS
+        config = dataclasses.replace(
+            self,
+            method=method if self.method is None else self.method,
+            gpus_per_job=gpus if self.gpus_per_job is None else self.gpus_per_job,
+        )
+        if not cuda:
+            CONSOLE.log(
+                escape(
+                    f"no CUDA on this machine: clips train on CPUs with {config.method_name} and "
+                    f"--gpus-per-job {config.gpus:g} (set --method and --gpus-per-job to choose)"
+                )
+            )
+        return config
+
     def check_flags(self) -> None:
         """Raise a :class:`UserError` naming the first unusable flag."""
-        if not 0.0 <= self.gpus_per_job <= 1.0 or not math.isfinite(self.gpus_per_job):
+        if not 0.0 <= self.gpus <= 1.0 or not math.isfinite(self.gpus):
             raise UserError(
-                f"--gpus-per-job {self.gpus_per_job}: a clip trains on one GPU; give 1, a fraction (0.5 shares a GPU "
+                f"--gpus-per-job {self.gpus}: a clip trains on one GPU; give 1, a fraction (0.5 shares a GPU "
                 "between two clips) or 0 (CPUs)"
             )
         if self.cpus_per_job < 1:
@@ -127,7 +177,7 @@ class BatchConfig:
 
     def clip_settings(self, torch_threads: Optional[int] = None) -> ClipSettings:
         return ClipSettings(
-            method=self.method,
+            method=self.method_name,
             train_args=self.train_args,
             process_args=self.process_args,
             eval_metrics=tuple(self.eval_metrics),
@@ -164,7 +214,7 @@ def check_clip_flags(config: BatchConfig, jobs: Sequence[ClipJob], methods: Dict
     out = Path(config.output).absolute()
     trained = {}
     for job in jobs:
-        method = job.method or config.method
+        method = job.method or config.method_name
         if method not in trained:
             trained[method] = training_config(method, config.train_args, out / "data", out, methods)
         if job.kind != "dataset":
@@ -282,7 +332,7 @@ class RayExecutor:
     def _check_resources(self) -> None:
         resources = self.ray.cluster_resources()
         wanted = {
-            "GPU": (self.config.gpus_per_job, "--gpus-per-job", "0 trains on CPUs"),
+            "GPU": (self.config.gpus, "--gpus-per-job", "0 trains on CPUs"),
             "CPU": (self.config.cpus_per_job, "--cpus-per-job", "lower it"),
             "memory": (self.config.memory_gb_per_job * 2**30, "--memory-gb-per-job", "lower it, or 0"),
         }
@@ -301,11 +351,11 @@ class RayExecutor:
 
     def run(self, todo: List[ClipJob], manifest: BatchManifest, settings: ClipSettings, display: _Display) -> None:
         ray, config = self.ray, self.config
-        if config.ray_address is None and config.gpus_per_job > 0 and len(todo) > 1:
+        if config.ray_address is None and config.gpus > 0 and len(todo) > 1:
             # the local tasks share this machine's gsplat build: made here once, not by every task at once
             load_gsplat_kernels()
         out = manifest.out.absolute()
-        options: Dict[str, Any] = {"num_cpus": config.cpus_per_job, "num_gpus": config.gpus_per_job, "max_retries": 0}
+        options: Dict[str, Any] = {"num_cpus": config.cpus_per_job, "num_gpus": config.gpus, "max_retries": 0}
         if config.memory_gb_per_job > 0:
             options["memory"] = int(config.memory_gb_per_job * 2**30)
         # a killed worker fails its clip (recorded; a rerun retries it) rather than Ray rerunning it silently
@@ -353,12 +403,22 @@ def run_batch(config: BatchConfig) -> List[Dict[str, Any]]:
     Raises:
         UserError: before any work, naming the flag, the JOBS file and line, or OUT's manifest.
     """
+    config = config.for_this_machine()
     config.check_flags()
     methods = method_configs()
-    if config.method not in methods:
-        raise UserError(f"--method {config.method!r}: not a ds4d method; choose one of {sorted(methods)}")
+    if config.method_name not in methods:
+        raise UserError(f"--method {config.method_name!r}: not a ds4d method; choose one of {sorted(methods)}")
     jobs = read_jobs(config.jobs, config.output, methods)
-    manifest = BatchManifest.open(config.output, config.recorded_settings(), jobs)
+    BatchManifest.open(config.output, config.recorded_settings(), jobs)  # what is wrong with OUT, before it is made
+    # one batch at a time on OUT, for the batch's life: a second one refuses here, naming this one
+    with locked_folder(config.output, TOOL):
+        return _run_locked(config, jobs, methods)
+
+
+def _run_locked(config: BatchConfig, jobs: List[ClipJob], methods: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """:func:`run_batch` once OUT is locked."""
+    manifest = BatchManifest.open(config.output, config.recorded_settings(), jobs)  # read again, now it is ours
+    recheck_done(jobs, manifest)
     todo = [job for job in jobs if manifest.state(job.name) != "done"]
     check_clip_flags(config, todo, methods, local=config.ray_address is None)
     ray = None if config.sequential else ray_module()
@@ -383,6 +443,27 @@ def run_batch(config: BatchConfig) -> List[Dict[str, Any]]:
     return rows
 
 
+def recheck_done(jobs: Sequence[ClipJob], manifest: BatchManifest) -> None:
+    """Clips the manifest calls done whose outputs are gone or changed are run again, each said in one line.
+
+    The manifest is only a record: a user may delete a clip's folders, or edit the file by hand. A done clip
+    must still have every output it lists (and the outputs every done clip has), with the sizes recorded
+    when it was done.
+    """
+    for job in jobs:
+        record = manifest.clips[job.name]
+        if record["state"] != "done":
+            continue
+        required = DONE_OUTPUTS + (("eval",) if record.get("metrics") is not None else ())
+        problem = manifest.outputs_problem(job.name, required)
+        if problem is not None:
+            CONSOLE.log(
+                f"[yellow]clip {escape(job.name)}: done in {escape(str(manifest.path))}, but {escape(problem)}: "
+                "running it again"
+            )
+            record.update(state="pending", metrics=None)  # no metrics of outputs that are gone
+
+
 def _announce(jobs, todo, manifest: BatchManifest, executor, config: BatchConfig) -> None:
     done = len(jobs) - len(todo)
     left = [job.name for job in todo if manifest.state(job.name) == "running"]
@@ -399,7 +480,7 @@ def _announce(jobs, todo, manifest: BatchManifest, executor, config: BatchConfig
         where = "a local Ray instance" if config.ray_address is None else f"the Ray cluster at {config.ray_address}"
         CONSOLE.log(
             escape(
-                f"running on {where}: one task per clip with {config.gpus_per_job:g} GPU, {config.cpus_per_job} CPU, "
+                f"running on {where}: one task per clip with {config.gpus:g} GPU, {config.cpus_per_job} CPU, "
                 f"{config.memory_gb_per_job:g} GiB"
             )
         )
@@ -427,7 +508,8 @@ def summary_rows(jobs: Sequence[ClipJob], manifest: BatchManifest) -> List[Dict[
         for metric in metrics:
             row[metric] = (record.get("metrics") or {}).get(metric)
         for name in OUTPUT_COLUMNS:
-            row[name] = (record.get("outputs") or {}).get(name)
+            path = (record.get("outputs") or {}).get(name)
+            row[name] = path if isinstance(path, str) and os.path.exists(path) else None  # never a path that is gone
         row["error"] = record.get("error")
         rows.append(row)
     return rows
