@@ -57,6 +57,7 @@ def tiny_pipeline(config):
         CLIPVisionModelWithProjection,
     )
 
+    from ds4d_ns.guidance.zero123 import clip_image_processor_class
     from ds4d_ns.process.zero123plus import (
         RELEASE_CLIP_PROCESSOR,
         RELEASE_SCHEDULER,
@@ -64,11 +65,10 @@ def tiny_pipeline(config):
         Zero123PlusParts,
         Zero123PlusPipeline,
         _offline_tokenizer,
-        _processor_class,
     )
 
     torch.manual_seed(0)
-    processor = _processor_class()
+    processor = clip_image_processor_class()
     parts = {
         "unet": UNet2DConditionModel(
             sample_size=8,

@@ -169,11 +169,19 @@ def save_tiny_zero123(folder: Path, seed: int = 0) -> Path:
     import torch
     from diffusers import DDIMScheduler
 
-    from ds4d_ns.guidance.zero123 import _camera_projection_class
+    from ds4d_ns.guidance.zero123 import (
+        CLIP_IMAGE_PROCESSOR,
+        CLIP_PROCESSOR_SUBFOLDER,
+        _camera_projection_class,
+        clip_image_processor_class,
+    )
 
     torch.manual_seed(seed)
     _save_tiny_unet_and_vae(folder, unet_in_channels=8)
     _save_tiny_clip_vision(folder / "image_encoder")
+    tiny_sizes = {"size": {"shortest_edge": 28}, "crop_size": {"height": 28, "width": 28}}  # the tiny encoder's
+    processor = clip_image_processor_class()(**{**CLIP_IMAGE_PROCESSOR, **tiny_sizes})
+    processor.save_pretrained(folder / CLIP_PROCESSOR_SUBFOLDER)
     _camera_projection_class()(embedding_dim=16, additional_embeddings=4).save_pretrained(
         folder / "clip_camera_projection"
     )

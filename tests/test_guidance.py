@@ -133,6 +133,41 @@ def test_zero123_sds_pushes_latents_along_the_guided_prediction(tiny_zero123: Pa
     torch.testing.assert_close(latents.grad, expected)
 
 
+@pytest.mark.parametrize("side", [16, 20])
+def test_zero123_condition_goes_to_clip_through_the_models_image_processor(tiny_zero123: Path, side: int):
+    """As the released Zero123 guidance code: the condition at the VAE's size (bilinear), in 8 bits, through
+    the model folder's CLIPImageProcessor (PIL bicubic, centre crop, CLIP's mean and std), then the encoder."""
+    from PIL import Image
+    from transformers import CLIPVisionModelWithProjection
+
+    from ds4d_ns.guidance.zero123 import CLIP_PROCESSOR_SUBFOLDER, clip_image_processor_class
+
+    guidance = Zero123Guidance(SdsConfig(model_id=str(tiny_zero123), resolution=16), "cpu")
+    condition = torch.randint(0, 256, (2, side, side, 3), generator=torch.Generator().manual_seed(side)) / 255.0
+    embeds, _ = guidance.embed_condition(condition)
+
+    at_vae_size = torch.nn.functional.interpolate(condition.permute(0, 3, 1, 2), (16, 16), mode="bilinear")
+    images = [Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()) for image in at_vae_size]
+    processor = clip_image_processor_class().from_pretrained(tiny_zero123, subfolder=CLIP_PROCESSOR_SUBFOLDER)
+    encoder = CLIPVisionModelWithProjection.from_pretrained(tiny_zero123, subfolder="image_encoder")
+    with torch.no_grad():
+        expected = encoder(pixel_values=processor(images=images, return_tensors="pt").pixel_values).image_embeds
+    torch.testing.assert_close(embeds, expected[:, None])
+
+
+def test_a_zero123_image_processor_of_another_size_than_its_encoder_is_refused(tiny_zero123: Path, tmp_path: Path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_zero123, tmp_path / "mixed")
+    config_path = folder / "feature_extractor" / "preprocessor_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(GuidanceWeightsUnavailable, match="feature_extractor gives 224x224 images but its"):
+        Zero123Guidance(SdsConfig(model_id=str(folder), resolution=16), "cpu")
+
+
 def test_zero123_pose_embedding_follows_zero123s_convention():
     pose = Zero123Guidance.pose_embedding(torch.tensor([30.0]), torch.tensor([90.0]))
     torch.testing.assert_close(pose, torch.tensor([[-torch.pi / 6, 1.0, 0.0, 0.0]]), atol=1e-6, rtol=0)

@@ -14,13 +14,13 @@ import pytest
 import torch
 from conftest import save_tiny_zero123plus, save_zero123plus_processors
 
+from ds4d_ns.guidance.zero123 import clip_image_processor_class
 from ds4d_ns.process.zero123plus import (
     AnchorCache,
     PseudoViewWeightsUnavailable,
     ReferenceAttentionProcessor,
     Zero123PlusConfig,
     Zero123PlusPipeline,
-    _processor_class,
     on_grey,
     stag4d_anchor_tokens,
 )
@@ -110,7 +110,7 @@ def test_conditioning_goes_through_the_releases_processors(release_sized: Path):
     expected = (torch.tensor([255.0, 102.0, 0.0]) / 255 - 0.5) / 0.8  # contrast of the release (not [-1, 1])
     torch.testing.assert_close(seen["vae"][0, :, 256, 400], expected)
     torch.testing.assert_close(seen["vae"][0, :, 256, 100], torch.full((3,), (127 / 255 - 0.5) / 0.8))
-    processor = _processor_class()
+    processor = clip_image_processor_class()
     rgb = on_grey(image)
     for branch, subfolder in (("vae", "feature_extractor_vae"), ("clip", "feature_extractor_clip")):
         reference_processor = processor.from_pretrained(release_sized, subfolder=subfolder)

@@ -61,7 +61,7 @@ class SdsConfig:
     """Seed of the SDS view sampling."""
     model_id: str = "ashawkey/zero123-xl-diffusers"
     """Hugging Face id or local folder of Zero123 in the diffusers layout (unet, vae, image_encoder,
-    clip_camera_projection, scheduler subfolders)."""
+    feature_extractor, clip_camera_projection, scheduler subfolders)."""
     weights: WeightsMode = "pretrained"
     """``pretrained`` loads the weights; ``random-init`` builds the architecture with random weights
     (timing benchmarks only: its gradients are noise)."""

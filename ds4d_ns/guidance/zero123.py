@@ -9,7 +9,9 @@ guidance drops both (zeros).
 
 The released diffusers layout (``ashawkey/zero123-xl-diffusers``) keeps each part in a subfolder;
 the camera projection is a custom class there, so we define our own with the same configuration
-keys and parameter names and load it with ``from_pretrained``: no remote code. Everything is
+keys and parameter names and load it with ``from_pretrained``: no remote code. The condition image
+reaches CLIP through the layout's ``feature_extractor`` (a ``CLIPImageProcessor``), as the released
+pipeline and STAG4D's guidance feed it, so its resize and normalisation are the model's. Everything is
 frozen, fp16 on CUDA, fp32 elsewhere. ``weights="random-init"`` builds the published
 architectures with random weights for timing on machines that cannot download them.
 
@@ -65,12 +67,34 @@ CLIP_VIT_L14: Dict[str, object] = {
 }
 
 
-def clip_pixel_values(pixels: Float[Tensor, "b 3 h w"], size: int) -> Float[Tensor, "b 3 size size"]:
-    """RGB in [0, 1] resized and normalised as CLIP image encoders expect (differentiable, any device)."""
-    resized = torch.nn.functional.interpolate(pixels, (size, size), mode="bicubic", align_corners=False)
-    mean = torch.tensor(CLIP_MEAN, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
-    return (resized - mean) / std
+CLIP_IMAGE_PROCESSOR: Dict[str, object] = {
+    "size": {"shortest_edge": 224},
+    "crop_size": {"height": 224, "width": 224},
+    "resample": 3,
+    "do_center_crop": True,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": list(CLIP_MEAN),
+    "image_std": list(CLIP_STD),
+}
+"""CLIP ViT-L/14's standard preprocessing (its ``preprocessor_config.json``), for random-init; loaded weights come
+with their own (:data:`CLIP_PROCESSOR_SUBFOLDER`)."""
+CLIP_PROCESSOR_SUBFOLDER = "feature_extractor"
+"""Subfolder of the diffusers layout holding the CLIP image processor the released pipeline runs."""
+
+
+def clip_image_processor_class():
+    """transformers' CLIPImageProcessor with PIL resampling, as the releases ran it (transformers 5 made the
+    torchvision one the default; its resize differs from PIL's by up to 0.005)."""
+    try:
+        from transformers.models.clip import CLIPImageProcessorPil
+
+        return CLIPImageProcessorPil
+    except ImportError:  # transformers < 5: CLIPImageProcessor is the PIL one
+        from transformers import CLIPImageProcessor
+
+        return CLIPImageProcessor
 
 
 class GuidanceWeightsUnavailable(WeightsUnavailable):
@@ -103,7 +127,8 @@ class Zero123Guidance:
         self.config = config
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self.unet, self.vae, self.image_encoder, self.projection, scheduler = _load_parts(config)
+        self.unet, self.vae, self.image_encoder, self.projection, scheduler, self.clip_processor = _load_parts(config)
+        _check_clip_processor(self.clip_processor, int(self.image_encoder.config.image_size), config.model_id)
         for part in (self.unet, self.vae, self.image_encoder, self.projection):
             part.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
@@ -115,13 +140,31 @@ class Zero123Guidance:
     def embed_condition(
         self, images: Float[Tensor, "b h w 3"]
     ) -> Tuple[Float[Tensor, "b 1 e"], Float[Tensor, "b 4 hl wl"]]:
-        """CLIP image embeddings and (unscaled) VAE latents of condition images in [0, 1] on white."""
-        pixels = images.permute(0, 3, 1, 2).to(self.device, torch.float32)
-        size = int(self.image_encoder.config.image_size)
-        embeds = self.image_encoder(pixel_values=clip_pixel_values(pixels, size).to(self.dtype)).image_embeds[:, None]
-        vae_in = self._resize(pixels) * 2.0 - 1.0
-        latents = self.vae.encode(vae_in.to(self.dtype)).latent_dist.mode()
+        """CLIP image embeddings and (unscaled) VAE latents of condition images in [0, 1] on white.
+
+        As in the released Zero123 guidance code, both encoders see the image resized to ``config.resolution``
+        (bilinear), and CLIP gets it through the model's own image processor (``feature_extractor``: PIL bicubic
+        resize of the shortest side, centre crop, CLIP's mean and std) rather than a resize of our own.
+        """
+        pixels = self._resize(images.permute(0, 3, 1, 2).to(self.device, torch.float32))
+        embeds = self.image_encoder(pixel_values=self._clip_pixel_values(pixels)).image_embeds[:, None]
+        latents = self.vae.encode((pixels * 2.0 - 1.0).to(self.dtype)).latent_dist.mode()
         return embeds, latents
+
+    def _clip_pixel_values(self, pixels: Float[Tensor, "b 3 h w"]) -> Tensor:
+        """The CLIP image processor's pixel values of images in [0, 1].
+
+        The processor works on 8-bit images on the host, so nothing here is differentiable; nothing needs to
+        be: the condition is a fixed training image, and SDS's gradient reaches the Gaussians through the
+        render's VAE latents only. Rounded to 8 bits, so an image read from an 8-bit file goes through
+        unchanged (the reference code's ``to_pil_image`` truncates, at most one grey level lower).
+        """
+        from PIL import Image
+
+        eight_bit = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        images = [Image.fromarray(image) for image in eight_bit]
+        values = self.clip_processor(images=images, return_tensors="pt").pixel_values
+        return values.to(self.device, self.dtype)
 
     @staticmethod
     def pose_embedding(
@@ -201,7 +244,7 @@ def _load_parts(config: SdsConfig):
         scheduler = DDIMScheduler(
             beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
         )
-        return unet, vae, image_encoder, projection, scheduler
+        return unet, vae, image_encoder, projection, scheduler, clip_image_processor_class()(**CLIP_IMAGE_PROCESSOR)
     model_id = config.model_id
     try:
         unet = UNet2DConditionModel.from_pretrained(model_id, subfolder="unet")
@@ -209,6 +252,7 @@ def _load_parts(config: SdsConfig):
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(model_id, subfolder="image_encoder")
         projection = projection_class.from_pretrained(model_id, subfolder="clip_camera_projection")
         scheduler = DDIMScheduler.from_pretrained(model_id, subfolder="scheduler")
+        clip_processor = clip_image_processor_class().from_pretrained(model_id, subfolder=CLIP_PROCESSOR_SUBFOLDER)
     except (OSError, ValueError) as err:
         first_line = str(err).splitlines()[0] if str(err) else ""
         raise GuidanceWeightsUnavailable(
@@ -217,4 +261,18 @@ def _load_parts(config: SdsConfig):
             "--pipeline.model.sds.model-id at a local copy in the diffusers layout, or train without SDS: "
             "--pipeline.model.sds.weight 0 (or `ns-train ds4d-base`)."
         ) from err
-    return unet, vae, image_encoder, projection, scheduler
+    return unet, vae, image_encoder, projection, scheduler, clip_processor
+
+
+def _check_clip_processor(processor, image_size: int, model_id: str) -> None:
+    """Refuse an image processor whose output size is not the image encoder's input size."""
+    from PIL import Image
+
+    # asked rather than read from its size fields, whose form differs between transformers versions
+    probe = Image.new("RGB", (2 * image_size + 1, image_size + 3))
+    height, width = processor(images=[probe], return_tensors="pt").pixel_values.shape[-2:]
+    if (height, width) != (image_size, image_size):
+        raise GuidanceWeightsUnavailable(
+            f"the Zero123 model '{model_id}': its {CLIP_PROCESSOR_SUBFOLDER} gives {height}x{width} images but its "
+            f"image_encoder takes {image_size}x{image_size}; the folder mixes parts of different models"
+        )

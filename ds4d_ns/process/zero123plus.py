@@ -62,7 +62,7 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from ds4d_ns.errors import WeightsUnavailable
-from ds4d_ns.guidance.zero123 import CLIP_MEAN, CLIP_STD, STABLE_DIFFUSION_VAE
+from ds4d_ns.guidance.zero123 import CLIP_IMAGE_PROCESSOR, STABLE_DIFFUSION_VAE, clip_image_processor_class
 from ds4d_ns.options import WeightsMode, Zero123PlusRelease
 
 if TYPE_CHECKING:  # annotations only: the loaders import diffusers and transformers when called
@@ -145,17 +145,7 @@ RELEASE_VAE_PROCESSOR: Dict[str, object] = {
     "image_std": [0.8, 0.8, 0.8],
 }
 """The releases' ``feature_extractor_vae/preprocessor_config.json`` (CLIPImageProcessor), for random-init."""
-RELEASE_CLIP_PROCESSOR: Dict[str, object] = {
-    "size": {"shortest_edge": 224},
-    "crop_size": {"height": 224, "width": 224},
-    "resample": 3,
-    "do_center_crop": True,
-    "do_rescale": True,
-    "rescale_factor": 1 / 255,
-    "do_normalize": True,
-    "image_mean": list(CLIP_MEAN),
-    "image_std": list(CLIP_STD),
-}
+RELEASE_CLIP_PROCESSOR: Dict[str, object] = dict(CLIP_IMAGE_PROCESSOR)
 """CLIP's standard preprocessing (``feature_extractor_clip``), for random-init."""
 
 AnchorMode = Literal["stag4d", "reference", "none"]
@@ -461,19 +451,6 @@ class Zero123PlusPipeline:
 
 
 # ---------------------------------------------------------------------- loading
-def _processor_class():
-    """transformers' CLIPImageProcessor with PIL resampling, as the release ran it (transformers 5 made the
-    torchvision one the default; its bilinear resize differs from PIL's by up to 0.005)."""
-    try:
-        from transformers.models.clip import CLIPImageProcessorPil
-
-        return CLIPImageProcessorPil
-    except ImportError:  # transformers < 5: CLIPImageProcessor is the PIL one
-        from transformers import CLIPImageProcessor
-
-        return CLIPImageProcessor
-
-
 def _looks_like_path(model_id: str) -> bool:
     """A local path rather than a hub id (``owner/name``)."""
     return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or "\\" in model_id
@@ -558,7 +535,7 @@ def _release_parts(source: str) -> Tuple[Zero123PlusParts, Tensor]:
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    processor = _processor_class()
+    processor = clip_image_processor_class()
     parts = Zero123PlusParts(
         vae=AutoencoderKL.from_pretrained(source, subfolder="vae"),
         unet=UNet2DConditionModel.from_pretrained(source, subfolder="unet"),
@@ -602,7 +579,7 @@ def _random_parts() -> Tuple[Zero123PlusParts, Tensor]:
         unet = UNet2DConditionModel(**SD2_UNET)
         text_encoder = CLIPTextModel(CLIPTextConfig(**OPENCLIP_H_TEXT))
         vision_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_H_VISION))
-    processor = _processor_class()
+    processor = clip_image_processor_class()
     parts = Zero123PlusParts(
         vae=vae,
         unet=unet,

@@ -35,7 +35,7 @@ ZERO123_FILES: Tuple[Tuple[str, ...], ...] = tuple(
         ("clip_camera_projection", "diffusion_pytorch_model"),
     )
     for alternatives in ((f"{part}/config.json",), (f"{part}/{weights_name}.safetensors", f"{part}/{weights_name}.bin"))
-) + (("scheduler/scheduler_config.json",),)
+) + (("scheduler/scheduler_config.json",), ("feature_extractor/preprocessor_config.json",))
 """Files of a diffusers-layout Zero123 repository that loading reads (any one of each tuple)."""
 TRANSFORMERS_FILES: Tuple[Tuple[str, ...], ...] = (("config.json",), ("model.safetensors", "pytorch_model.bin"))
 """Files of a transformers model repository that loading reads (any one of each tuple)."""
