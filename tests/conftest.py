@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Callable, Tuple  # noqa: E402
+from typing import TYPE_CHECKING, Callable, List, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 from ds4d_ns import camera_layouts  # noqa: E402
 from ds4d_ns.data.dataset_format import PLY_NAME, view_layout, write_dataset  # noqa: E402
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic  # noqa: E402
+from ds4d_ns.options import Zero123PlusRelease  # noqa: E402
 
 if TYPE_CHECKING:  # annotations only: the model and trainer modules are imported where used
     from nerfstudio.engine.trainer import TrainerConfig
@@ -62,6 +63,54 @@ def write_fake_dataset(
         write_ply_points_atomic(root / PLY_NAME, points, rng.integers(0, 256, size=(64, 3), dtype=np.uint8))
     write_dataset(root, layout, frames, size, initial_points=with_ply, masks=use_masks)
     return root
+
+
+def projected_grids(
+    input_alphas: List[np.ndarray],
+    release: Zero123PlusRelease = "v1.1",
+    tile: int = 64,
+    depth: float = 0.35,
+    resolution: int = 64,
+) -> List[np.ndarray]:
+    """Zero123++-style RGBA grids (3 rows x 2 columns of tiles) that agree with the given input views.
+
+    Each input silhouette (square alpha in [0, 1], framed as the generator saw it) is turned into a
+    known object: the voxels that project inside it from the input camera and lie within
+    ``depth`` x its half-extent of the image plane through the origin (a slab). The object's six
+    silhouettes from the release's cameras are drawn as opaque tiles (colour varies with the frame)
+    on transparent ground, in the release's tile order. The object is a grid of ``resolution``^3 voxels.
+    """
+    import torch
+
+    from ds4d_ns.fields.tssf import project_points
+    from ds4d_ns.process.framing import foreground_box, reached_fill
+    from ds4d_ns.process.view_agreement import hull_silhouette, orbit_cameras
+    from ds4d_ns.process.visual_hull import VoxelHull, voxel_centres
+
+    grids = []
+    for k, alpha in enumerate(input_alphas):
+        size = alpha.shape[0]
+        box = foreground_box(alpha)
+        assert box is not None, f"input view {k} has no foreground"
+        half = camera_layouts.object_half_extent(reached_fill(box, (0, 0, size, size)))
+        centres = voxel_centres(1.5 * half, resolution)
+        viewmat, intrinsics = orbit_cameras([camera_layouts.input_view()], size)
+        pixels, inside = project_points(centres.reshape(-1, 3), viewmat, intrinsics, size, size)
+        columns = pixels[0, :, 0].floor().long().clamp(0, size - 1)
+        rows = pixels[0, :, 1].floor().long().clamp(0, size - 1)
+        seen = inside[0] & torch.from_numpy(alpha > 0.5)[rows, columns]
+        slab = centres.reshape(-1, 3)[:, 1].abs() <= depth * half  # the input camera looks along +y
+        hull = VoxelHull((seen & slab).reshape(resolution, resolution, resolution), centres)
+        views = camera_layouts.zero123pp_views(release, half)
+        viewmats, intrinsics = orbit_cameras(views, tile)
+        grid = np.zeros((3 * tile, 2 * tile, 4), dtype=np.uint8)
+        for view in range(6):
+            row, column = divmod(view, 2)
+            mask = hull_silhouette(hull, viewmats[view], intrinsics[view], tile, tile).numpy()
+            cell = grid[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile]
+            cell[mask] = (200, (30 + 4 * k) % 256, 40 + 30 * view, 255)
+        grids.append(grid)
+    return grids
 
 
 @pytest.fixture

@@ -1,9 +1,13 @@
-"""One crop for the whole clip: the object recentred and rescaled, its motion kept.
+"""One square for the whole clip, the object's motion kept: how the input frames are framed.
 
 Cropping each frame around its own object would cancel the motion (a jumping object would stay
-put). The crop is a square around the union of the foreground over all frames, scaled so that the
-union fills ``fill`` of the side, and applied to every frame; outside the image it is padded with
-empty (transparent) pixels.
+put), so every frame is cut with one square; outside the image it is padded with empty
+(transparent) pixels. Two framings (``ds4d-process --input-framing``):
+
+* ``fill``: a square around the union of the foreground over all frames, scaled so that the union
+  fills ``fill`` of the side (what ds4d-process gives its own Zero123++ generation);
+* ``source``: each source frame as it is, padded to a square, never cropped (what STAG4D's and
+  DS4D's code give Zero123++, so views made by them agree with it).
 """
 
 from __future__ import annotations
@@ -49,6 +53,27 @@ def square_crop(box: Box, fill: float = 0.85) -> Box:
     return x0, y0, x0 + side, y0 + side
 
 
+def source_square(width: int, height: int) -> Box:
+    """The square around a whole ``width`` x ``height`` frame: its longer side, the shorter one padded evenly."""
+    side = max(width, height)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return x0, y0, x0 + side, y0 + side
+
+
+def reached_fill(box: Box, square: Box) -> float:
+    """Share of ``square``'s side that the object in ``box`` reaches, measured from the square's centre.
+
+    For a box centred in the square this is the box's longer side over the square's; an off-centre
+    object counts twice its farthest reach from the centre, so a cube of that half-extent around the
+    scene origin still holds it.
+    """
+    left, top, right, bottom = box
+    s_left, s_top, s_right, s_bottom = square
+    centre_x, centre_y = (s_left + s_right) / 2.0, (s_top + s_bottom) / 2.0
+    reach = max(centre_x - left, right - centre_x, centre_y - top, bottom - centre_y)
+    return min(1.0, 2.0 * reach / (s_right - s_left))
+
+
 def crop_rgba(rgba: np.ndarray, crop: Box, resolution: Optional[int] = None) -> np.ndarray:
     """Crop (padding with transparent pixels beyond the image) and resize an RGBA image to a square.
 
@@ -72,6 +97,24 @@ def crop_rgba(rgba: np.ndarray, crop: Box, resolution: Optional[int] = None) -> 
 def clip_crop(rgbas: Sequence[np.ndarray], names: Sequence[str], fill: float = 0.85) -> Box:
     """The clip's one square (source pixels) around the union of its foreground."""
     return square_crop(union_box([rgba[..., 3] / 255.0 for rgba in rgbas], names), fill)
+
+
+def clip_framing(
+    rgbas: Sequence[np.ndarray], names: Sequence[str], framing: str, fill: float = 0.85
+) -> Tuple[Box, float]:
+    """The clip's square (source pixels) for ``framing`` ("fill" or "source"), and the share of its side
+    the object fills (``fill`` itself for "fill"; measured with :func:`reached_fill` for "source").
+
+    Both framings check that every frame has foreground (an error naming the first without).
+    """
+    union = union_box([rgba[..., 3] / 255.0 for rgba in rgbas], names)
+    if framing == "fill":
+        return square_crop(union, fill), fill
+    if framing == "source":
+        height, width = rgbas[0].shape[:2]
+        square = source_square(width, height)
+        return square, reached_fill(union, square)
+    raise ValueError(f"unknown framing {framing!r} (fill or source)")
 
 
 def frame_clip(

@@ -39,16 +39,18 @@ from ds4d_ns.data.dataset_format import (
 from ds4d_ns.io.output_folder import prepare_output_dir, refuse_a_file_in_the_way
 from ds4d_ns.io.writers import write_ply_points_atomic, write_png_atomic
 from ds4d_ns.options import Zero123PlusRelease
+from ds4d_ns.process import view_agreement
 from ds4d_ns.process.fingerprint import describe_changes, fingerprints
 from ds4d_ns.process.frames import InputError, read_clip
-from ds4d_ns.process.framing import clip_crop, crop_rgba
+from ds4d_ns.process.framing import clip_framing, crop_rgba
 from ds4d_ns.process.masks import GeneratedViewMatting, Matting, ViewMatting, input_rgba
 from ds4d_ns.process.pseudo_import import PseudoViewEntry, load_views, scan_pseudo_views
 from ds4d_ns.process.zero123plus import AnchorCache, Zero123PlusConfig, Zero123PlusPipeline, on_grey
 
 TOOL = "ds4d-process"
 MANIFEST_NAME = "ds4d_process.json"
-PROCESS_VERSION = 2
+PROCESS_VERSION = 3
+"""3: imported views keep the source framing of their input by default (--input-framing)."""
 
 
 @dataclass
@@ -69,7 +71,16 @@ class ProcessConfig:
     resolution: int = 256
     """Side of the square dataset images in pixels (Zero123++ is conditioned on the source-resolution crop)."""
     fill: float = camera_layouts.DEFAULT_FILL
-    """Share of the image side filled by the union of the object over the clip."""
+    """Share of the image side filled by the union of the object over the clip (--input-framing fill)."""
+    input_framing: Optional[Literal["source", "fill"]] = None
+    """How the input frames are framed. fill: one square around the clip's union of foreground, filled to
+    --fill (what ds4d-process conditions its own Zero123++ generation on); source: each source frame as it
+    is, padded to a square, never cropped (how STAG4D's and DS4D's code give frames to Zero123++). Imported
+    views must see the input framed as their generator did. None: source with --pseudo-views, else fill."""
+    min_view_agreement: float = view_agreement.MIN_COVERAGE
+    """Share of the input view's silhouette that the pseudo views' visual hull must cover (first, middle
+    and last frame). Imported views below it are refused before anything is written; generated views
+    are reported only. 0 turns the check off."""
     masks: Optional[Path] = None
     """Folder of foreground masks, one per source frame: matched by the number in their names when the
     frames are numbered files, else in natural order (for frames without alpha)."""
@@ -138,6 +149,8 @@ def check_arguments(config: ProcessConfig) -> None:
         raise InputError(f"--end {config.end} must be greater than --start {config.start}")
     if not 0 < config.fill <= 1:
         raise InputError(f"--fill must be in (0, 1], got {config.fill}")
+    if not 0 <= config.min_view_agreement <= 1:
+        raise InputError(f"--min-view-agreement must be in [0, 1], got {config.min_view_agreement}")
     if not all(0 <= c <= 255 for c in config.background_colour):
         raise InputError(f"--background-colour takes three values from 0 to 255, got {config.background_colour}")
     if not config.key_tolerance > 0:
@@ -164,6 +177,13 @@ def check_arguments(config: ProcessConfig) -> None:
     if config.pseudo_views is None and config.pseudo_release is not None:
         raise InputError("--pseudo-release only applies with --pseudo-views DIR (use --version for generated views)")
     refuse_a_file_in_the_way(Path(config.output))
+
+
+def input_framing(config: ProcessConfig) -> Literal["source", "fill"]:
+    """The framing of the input frames: the flag, else source for imported views and fill for generated ones."""
+    if config.input_framing is not None:
+        return config.input_framing
+    return "source" if config.pseudo_views is not None else "fill"
 
 
 def _release(config: ProcessConfig) -> Zero123PlusRelease:
@@ -227,11 +247,15 @@ def process(config: ProcessConfig) -> Path:
     rgba, mask_files = input_rgba(
         clip, Path(config.input), config.masks, config.matting, config.background_colour, config.key_tolerance
     )
-    crop = clip_crop(rgba, clip.names, config.fill)
+    framing = input_framing(config)
+    crop, fill = clip_framing(rgba, clip.names, framing, config.fill)
+    if framing == "source":
+        CONSOLE.log(f"Input framing: the source frames padded to a square (the object reaches {fill:.0%} of it)")
     frames = [crop_rgba(image, crop, config.resolution) for image in rgba]
     imported = scan_pseudo_views(config.pseudo_views, clip, Path(config.input)) if config.pseudo_views else None
     # the framing makes the object's largest half-extent about fill * tan(fov / 2) * radius
-    half_extent = camera_layouts.object_half_extent(config.fill)
+    half_extent = camera_layouts.object_half_extent(fill)
+    layout = _dataset_views(_release(config), half_extent)
     mesh_points = (
         load_mesh_points(config.init_mesh, config.num_points, half_extent) if config.init_mesh is not None else None
     )
@@ -244,14 +268,17 @@ def process(config: ProcessConfig) -> Path:
     _explain_previous_run(out, settings, config.force)
     output = prepare_output_dir(out, MANIFEST_NAME, settings, config.force, TOOL, inputs=inputs)
     # a user's file in the way: refused, nothing written
-    output.check_can_write(_planned_files(config, len(frames)))
+    output.check_can_write(_planned_files(config, layout, len(frames)))
     resume = output.resume
     todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
     # load the generator (and matting) before writing anything: missing weights leave no output behind
     generator, import_matting = None, None
     if imported is not None:
-        if any(not imported[f].has_alpha for f in todo):
+        checked = view_agreement.check_frames(len(frames)) if config.min_view_agreement > 0 else []
+        if any(not imported[f].has_alpha for f in {*todo, *checked}):
             import_matting = GeneratedViewMatting(config.matting)
+        if checked:
+            _check_imported_views(config, imported, rgba, clip.names, checked, import_matting)
     elif todo:
         generator = _load_generator(config)
     # Creates the folder; unless resuming, deletes the files the manifest lists for an earlier run (no
@@ -272,10 +299,12 @@ def process(config: ProcessConfig) -> Path:
         condition_images = [crop_rgba(image, crop) for image in rgba]
         del rgba
         _generate_pseudo_views(config, out, condition_images, todo, *generator)
+        if config.min_view_agreement > 0:
+            _report_generated_views(config, out, frames, layout, half_extent)
     else:
         CONSOLE.log("Pseudo views: all frames already generated")
-    _write_initial_points(config, out, num_frames, mesh_points, half_extent)
-    return _write_transforms(config, out, num_frames)
+    _write_initial_points(config, out, num_frames, mesh_points, half_extent, layout)
+    return _write_transforms(config, out, num_frames, layout)
 
 
 def _pseudo_done(out: Path, frame: int) -> bool:
@@ -288,6 +317,19 @@ def _load_generator(config: ProcessConfig) -> Tuple[Zero123PlusPipeline, Generat
     return Zero123PlusPipeline.load(config.zero123plus, device), matting
 
 
+def _imported_rgba(entry: PseudoViewEntry, matting: Optional[ViewMatting]) -> List[np.ndarray]:
+    """The six imported views of one frame as RGBA uint8 (alpha kept, or matted like generated views)."""
+    views = []
+    for tile in load_views(entry):
+        if not entry.has_alpha:
+            assert matting is not None
+            tile = matting(tile[..., :3] / 255.0)
+        elif tile.shape[-1] == 3:  # an opaque tile beside transparent ones in a tile folder
+            tile = np.concatenate([tile, np.full(tile.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+        views.append(tile)
+    return views
+
+
 def _import_pseudo_views(
     config: ProcessConfig,
     out: Path,
@@ -295,15 +337,102 @@ def _import_pseudo_views(
     todo: List[int],
     matting: Optional[ViewMatting],
 ) -> None:
-    """Write the imported views of the frames in ``todo`` (alpha kept, or matted like generated views)."""
+    """Write the imported views of the frames in ``todo``."""
     for frame in track(todo, description=f"Importing pseudo views ({config.pseudo_release})"):
-        for view, tile in enumerate(load_views(entries[frame])):
-            if not entries[frame].has_alpha:
-                assert matting is not None
-                tile = matting(tile[..., :3] / 255.0)
-            elif tile.shape[-1] == 3:  # an opaque tile beside transparent ones in a tile folder
-                tile = np.concatenate([tile, np.full(tile.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+        for view, tile in enumerate(_imported_rgba(entries[frame], matting)):
             write_png_atomic(out / image_path("pseudo", view, frame), _resize(tile, config.resolution))
+
+
+def _agreement(
+    frames: Sequence[int],
+    input_views: Sequence[np.ndarray],
+    pseudo_views: Sequence[Sequence[np.ndarray]],
+    layout: Sequence[DatasetView],
+    half_extent: float,
+) -> view_agreement.ViewAgreement:
+    """:func:`view_agreement.measure_agreement` on RGBA uint8 images of the dataset's layout."""
+    (input_view,) = [view.orbit for view in layout if view.role == "input"]
+    pseudo_orbits = [view.orbit for view in layout if view.role == "pseudo"]
+    return view_agreement.measure_agreement(
+        frames,
+        [image[..., 3] / 255.0 for image in input_views],
+        [[tile[..., 3] / 255.0 for tile in views] for views in pseudo_views],
+        input_view,
+        pseudo_orbits,
+        half_extent,
+    )
+
+
+def _check_imported_views(
+    config: ProcessConfig,
+    entries: Sequence[PseudoViewEntry],
+    rgba: Sequence[np.ndarray],
+    names: Sequence[str],
+    checked: Sequence[int],
+    matting: Optional[ViewMatting],
+) -> None:
+    """Refuse imported views whose visual hull does not cover the input's silhouette (nothing written yet).
+
+    When they disagree, the other framing and the other release are scored too, so the message can say
+    which of them would make the views agree.
+    """
+    pseudo = [_imported_rgba(entries[f], matting) for f in checked]
+
+    def score(framing: Literal["source", "fill"], release: Zero123PlusRelease) -> view_agreement.ViewAgreement:
+        crop, fill = clip_framing(rgba, names, framing, config.fill)
+        half_extent = camera_layouts.object_half_extent(fill)
+        inputs = [crop_rgba(rgba[f], crop, view_agreement.CHECK_SIZE) for f in checked]
+        return _agreement(checked, inputs, pseudo, _dataset_views(release, half_extent), half_extent)
+
+    framing, release = input_framing(config), _release(config)
+    agreement = score(framing, release)
+    if agreement.worst >= config.min_view_agreement:
+        CONSOLE.log(f"Pseudo views agree with the input: {agreement.describe()}")
+        return
+    other_framing: Literal["source", "fill"] = "fill" if framing == "source" else "source"
+    other_release: Zero123PlusRelease = "v1.2" if release == "v1.1" else "v1.1"
+    alternatives = {
+        f"--input-framing {other_framing}": score(other_framing, release),
+        f"--pseudo-release {other_release}": score(framing, other_release),
+    }
+    agreeing = [flag for flag, result in alternatives.items() if result.worst >= config.min_view_agreement]
+    measured = "; ".join(f"with {flag}: {result.worst:.0%}" for flag, result in alternatives.items())
+    if agreeing:
+        cause = f"they agree with {' or '.join(agreeing)} ({measured}): the input's framing or the release is wrong"
+    else:
+        cause = (
+            f"no other framing or release makes them agree ({measured}): check the views' order (six tiles in "
+            "the release's order, row-major, azimuths 30, 90, ..., 330), that they were made from these frames, "
+            "and how the input frames were framed when the views were made"
+        )
+    raise InputError(
+        f"--pseudo-views {config.pseudo_views}: the views disagree with the input frames (--input-framing "
+        f"{framing}, --pseudo-release {release}): {agreement.describe()}, below --min-view-agreement "
+        f"{config.min_view_agreement:.0%}; {cause}. Nothing was written; --min-view-agreement 0 skips this check"
+    )
+
+
+def _report_generated_views(
+    config: ProcessConfig,
+    out: Path,
+    input_frames: Sequence[np.ndarray],
+    layout: Sequence[DatasetView],
+    half_extent: float,
+) -> None:
+    """Log how well the generated views agree with the input (a warning below the threshold, never a stop)."""
+    from ds4d_ns.data.images import decode_image
+
+    checked = view_agreement.check_frames(len(input_frames))
+    pseudo = [[decode_image(out / image_path("pseudo", v, f)).rgba for v in range(6)] for f in checked]
+    agreement = _agreement(checked, [input_frames[f] for f in checked], pseudo, layout, half_extent)
+    if agreement.worst < config.min_view_agreement:
+        CONSOLE.log(
+            f"[yellow]The generated views disagree with the input frames: {escape(agreement.describe())}. "
+            "Training will blur what they disagree on; look at the views (images/pseudo_*), try another --seed "
+            "or --temporal-anchor"
+        )
+    else:
+        CONSOLE.log(f"Pseudo views agree with the input: {agreement.describe()}")
 
 
 def _generate_pseudo_views(
@@ -349,21 +478,24 @@ def _resize(rgba: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba, mode="RGBA").resize((size, size), Image.Resampling.LANCZOS))
 
 
-def _dataset_views(config: ProcessConfig) -> Tuple[DatasetView, ...]:
-    # v1.2's cameras frame a normalised object size: their radius follows the object's extent (--fill)
-    return view_layout(
-        camera_layouts.zero123pp_views(_release(config), half_extent=camera_layouts.object_half_extent(config.fill))
-    )
+def _dataset_views(release: Zero123PlusRelease, half_extent: float) -> Tuple[DatasetView, ...]:
+    # v1.2's cameras frame a normalised object size: their radius follows the object's extent (the framing)
+    return view_layout(camera_layouts.zero123pp_views(release, half_extent=half_extent))
 
 
-def _planned_files(config: ProcessConfig, num_frames: int) -> List[str]:
+def _planned_files(config: ProcessConfig, layout: Sequence[DatasetView], num_frames: int) -> List[str]:
     """Every file the run writes, relative to the output folder, so that one in the way is refused before any write."""
-    planned = [view.image_path(frame) for frame in range(num_frames) for view in _dataset_views(config)]
+    planned = [view.image_path(frame) for frame in range(num_frames) for view in layout]
     return planned + ([PLY_NAME] if config.init != "random" else []) + [TRANSFORMS_NAME]
 
 
 def _write_initial_points(
-    config: ProcessConfig, out: Path, num_frames: int, mesh_points: Optional[np.ndarray], half_extent: float
+    config: ProcessConfig,
+    out: Path,
+    num_frames: int,
+    mesh_points: Optional[np.ndarray],
+    half_extent: float,
+    layout: Sequence[DatasetView],
 ) -> None:
     path = out / PLY_NAME
     if config.init == "random":
@@ -374,19 +506,13 @@ def _write_initial_points(
     from PIL import Image
 
     from ds4d_ns.process.visual_hull import carve, sample_surface_points
-    from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
     middle = middle_frame(num_frames)
-    layout = _dataset_views(config)
-    masks, viewmats, intrinsics = [], [], []
+    masks = []
     for view in layout:
         with Image.open(out / view.image_path(middle)) as pil:
             masks.append(torch.from_numpy(np.asarray(pil.convert("RGBA"))[..., 3] / 255.0).float())
-        viewmats.append(opengl_c2w_to_opencv_viewmat(camera_layouts.orbit_c2w(view.orbit)[None].float())[0])
-        focal = camera_layouts.focal_from_fov(view.orbit.fov_deg, config.resolution)
-        centre = config.resolution / 2.0
-        intrinsics.append(torch.tensor([[focal, 0.0, centre], [0.0, focal, centre], [0.0, 0.0, 1.0]]))
-    viewmats_t, intrinsics_t = torch.stack(viewmats), torch.stack(intrinsics)
+    viewmats_t, intrinsics_t = view_agreement.orbit_cameras([view.orbit for view in layout], config.resolution)
     extent = 1.5 * half_extent
     hull = carve(masks, viewmats_t, intrinsics_t, extent, config.hull_resolution)
     if not hull.occupied.any():
@@ -403,8 +529,7 @@ def _write_initial_points(
     write_ply_points_atomic(path, points)
 
 
-def _write_transforms(config: ProcessConfig, out: Path, num_frames: int) -> Path:
-    layout = _dataset_views(config)
+def _write_transforms(config: ProcessConfig, out: Path, num_frames: int, layout: Sequence[DatasetView]) -> Path:
     path = write_dataset(out, layout, num_frames, config.resolution, initial_points=config.init != "random")
     CONSOLE.log(f"{TOOL}: {num_frames} frames x {len(layout)} views written to {escape(str(out))}")
     return path
