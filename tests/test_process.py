@@ -132,8 +132,8 @@ def test_force_refuses_a_users_file_in_the_way_before_writing_anything(
     with pytest.raises(FileExistsError, match=f"{planted}: exists and was not written by ds4d-process"):
         process(_config(video, masks, out, tiny_zero123plus, force=True))
     assert users.read_text() == "the user's own file"
-    # nothing written beside it: no image, no init.ply, no manifest (a command's lock file aside)
-    assert [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".ds4d")] == [users]
+    # nothing written beside it: no image, no init.ply, no manifest, no lock left behind
+    assert [p for p in out.rglob("*") if p.is_file()] == [users]
 
 
 def test_bad_inputs_fail_before_any_output(tmp_path: Path, tiny_zero123plus: Path):
@@ -481,3 +481,27 @@ def test_a_clip_on_white_is_matted_by_the_white_key(tmp_path: Path):
         true = np.asarray(Image.open(reference / name))[..., 3] / 255.0
         assert keyed[0, 0] == 0 and (keyed == 1).sum() > 50
         assert np.abs(keyed - true).mean() < 0.03
+
+
+def test_the_output_folder_is_unlocked_when_the_run_ends_or_fails(tmp_path: Path, monkeypatch):
+    """ds4d-process holds its folder's lock for the run only: released on return and on an error, not
+    when the garbage collector gets to it (a second command right after must not be refused)."""
+    from ds4d_ns.io.atomic import write_observers
+    from ds4d_ns.io.folder_lock import LOCK_NAME
+    from ds4d_ns.process import run
+
+    source = _folder_clip(tmp_path / "frames")
+    views_dir = tmp_path / "views"
+    for k in range(4):
+        write_png_atomic(views_dir / f"{k}.png", _grid_image(16, k, alpha=True))
+    out = tmp_path / "dataset"
+    process(_import_config(source, out, views_dir))
+    assert not (out / LOCK_NAME).exists() and not write_observers()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(run, "_write_transforms", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        process(_import_config(source, out, views_dir, force=True))
+    assert not (out / LOCK_NAME).exists() and not write_observers()
