@@ -502,6 +502,7 @@ def test_the_output_folder_is_unlocked_when_the_run_ends_or_fails(tmp_path: Path
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(run, "_write_transforms", fail)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(RuntimeError, match="disk full") as failed:
         process(_import_config(source, out, views_dir, force=True))
+    assert failed.tb is not None  # the error (and the frames its traceback holds) is still alive here
     assert not (out / LOCK_NAME).exists() and not write_observers()

@@ -267,44 +267,47 @@ def process(config: ProcessConfig) -> Path:
     settings = _settings(config, fingerprints(used + ([Path(config.init_mesh)] if config.init_mesh else [])))
     _explain_previous_run(out, settings, config.force)
     output = prepare_output_dir(out, MANIFEST_NAME, settings, config.force, TOOL, inputs=inputs)
-    # a user's file in the way: refused, nothing written
-    output.check_can_write(_planned_files(config, layout, len(frames)))
-    resume = output.resume
-    todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
-    # load the generator (and matting) before writing anything: missing weights leave no output behind
-    generator, import_matting = None, None
-    if imported is not None:
-        checked = view_agreement.check_frames(len(frames)) if config.min_view_agreement > 0 else []
-        if any(not imported[f].has_alpha for f in {*todo, *checked}):
-            import_matting = GeneratedViewMatting(config.matting)
-        if checked:
-            _check_imported_views(config, imported, rgba, clip.names, checked, import_matting)
-    elif todo:
-        generator = _load_generator(config)
-    # Creates the folder; unless resuming, deletes the files the manifest lists for an earlier run (no
-    # file of another run may be taken as done, and no file it did not write is touched). From here
-    # on, every atomic write into the folder is listed in the manifest before it happens (while
-    # `output` lives, i.e. until this function returns).
-    output.start()
-    num_frames = len(frames)
-    for frame, image in enumerate(frames):
-        path = out / image_path("input", 0, frame)
-        if not (resume and path.is_file()):
-            write_png_atomic(path, image)
-    if imported is not None:
-        _import_pseudo_views(config, out, imported, todo, import_matting)
-    elif generator is not None:
-        # Zero123++ sees the same square as the dataset frames, at the source's own resolution (its
-        # processors resize it); --resolution is the dataset's image size only
-        condition_images = [crop_rgba(image, crop) for image in rgba]
-        del rgba
-        _generate_pseudo_views(config, out, condition_images, todo, *generator)
-        if config.min_view_agreement > 0:
-            _report_generated_views(config, out, frames, layout, half_extent)
-    else:
-        CONSOLE.log("Pseudo views: all frames already generated")
-    _write_initial_points(config, out, num_frames, mesh_points, half_extent, layout)
-    return _write_transforms(config, out, num_frames, layout)
+    try:
+        # a user's file in the way: refused, nothing written
+        output.check_can_write(_planned_files(config, layout, len(frames)))
+        resume = output.resume
+        todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
+        # load the generator (and matting) before writing anything: missing weights leave no output behind
+        generator, import_matting = None, None
+        if imported is not None:
+            checked = view_agreement.check_frames(len(frames)) if config.min_view_agreement > 0 else []
+            if any(not imported[f].has_alpha for f in {*todo, *checked}):
+                import_matting = GeneratedViewMatting(config.matting)
+            if checked:
+                _check_imported_views(config, imported, rgba, clip.names, checked, import_matting)
+        elif todo:
+            generator = _load_generator(config)
+        # Creates the folder; unless resuming, deletes the files the manifest lists for an earlier run (no
+        # file of another run may be taken as done, and no file it did not write is touched). From here
+        # on, every atomic write into the folder is listed in the manifest before it happens (while
+        # `output` is closed, at the end of this function).
+        output.start()
+        num_frames = len(frames)
+        for frame, image in enumerate(frames):
+            path = out / image_path("input", 0, frame)
+            if not (resume and path.is_file()):
+                write_png_atomic(path, image)
+        if imported is not None:
+            _import_pseudo_views(config, out, imported, todo, import_matting)
+        elif generator is not None:
+            # Zero123++ sees the same square as the dataset frames, at the source's own resolution (its
+            # processors resize it); --resolution is the dataset's image size only
+            condition_images = [crop_rgba(image, crop) for image in rgba]
+            del rgba
+            _generate_pseudo_views(config, out, condition_images, todo, *generator)
+            if config.min_view_agreement > 0:
+                _report_generated_views(config, out, frames, layout, half_extent)
+        else:
+            CONSOLE.log("Pseudo views: all frames already generated")
+        _write_initial_points(config, out, num_frames, mesh_points, half_extent, layout)
+        return _write_transforms(config, out, num_frames, layout)
+    finally:
+        output.close()  # the folder's lock and the record of writes end with the run, however it ends
 
 
 def _pseudo_done(out: Path, frame: int) -> bool:
