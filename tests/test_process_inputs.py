@@ -52,6 +52,21 @@ def test_a_folder_of_rgba_images_keeps_its_alpha(tmp_path: Path):
     assert clip.images[0].shape == (64, 64, 4)
 
 
+def test_a_folder_mixing_transparent_and_opaque_frames_reads_as_one_rgba_clip(tmp_path: Path):
+    """One PNG with a transparency key among RGB ones: every frame RGBA (the opaque ones fully opaque), so
+    the clip stacks into one array (ds4d-eval videos failed with a traceback in np.stack)."""
+    from PIL import Image
+
+    frames = _moving_square(3)
+    write_png_atomic(tmp_path / "0.png", frames[0][..., :3])
+    Image.fromarray(frames[1][..., :3]).convert("P").save(tmp_path / "1.png", transparency=0)
+    write_png_atomic(tmp_path / "2.png", frames[2][..., :3])
+    clip = read_clip(tmp_path)
+    assert [image.shape for image in clip.images] == [(64, 64, 4)] * 3
+    assert clip.images[0][..., 3].min() == 255 and np.array_equal(clip.images[0][..., :3], frames[0][..., :3])
+    assert np.stack(clip.images).shape == (3, 64, 64, 4)
+
+
 def test_bad_inputs_are_errors_naming_the_file(tmp_path: Path):
     with pytest.raises(InputError, match="no such file"):
         read_clip(tmp_path / "missing.mp4")

@@ -139,7 +139,15 @@ def _read_folder(folder: Path, num_frames: int, start: int, end: Optional[int]) 
                 f"{size[1]}x{size[0]}; every frame must have the same size"
             )
         images.append(image)
+    if any(image.shape[-1] == 4 for image in images):
+        # a folder mixing transparent and opaque files (one PNG saved with a transparency key among RGB
+        # ones): one channel layout for the clip, the opaque frames fully opaque
+        images = [_opaque_rgba(image) if image.shape[-1] == 3 else image for image in images]
     return Clip(images, [files[i].name for i in chosen], chosen, len(files), tuple(files[i] for i in chosen))
+
+
+def _opaque_rgba(rgb: np.ndarray) -> np.ndarray:
+    return np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)], axis=-1)
 
 
 def _has_alpha(video_format) -> bool:
