@@ -52,6 +52,24 @@ def _config(
     return ProcessConfig(**settings)
 
 
+def test_generated_views_that_disagree_with_the_input_are_reported_not_refused(
+    tmp_path: Path, tiny_zero123plus: Path, monkeypatch
+):
+    """The agreement check after our own generation only reports: a tiny random Zero123++ draws noise with no
+    grey background to key out, so its views are foreground everywhere (they would agree with any input);
+    the run still finishes, with one warning naming them."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    logged: list = []
+    monkeypatch.setattr(CONSOLE, "log", lambda *args, **kwargs: logged.append(" ".join(map(str, args))))
+    video, masks = _write_clip(tmp_path / "user")
+    out = tmp_path / "dataset"
+    process(_config(video, masks, out, tiny_zero123plus))
+    assert (out / "transforms.json").is_file()
+    warnings = [line for line in logged if "generated views disagree with the input" in line]
+    assert len(warnings) == 1 and "frame 3:" in warnings[0] and "no background" in warnings[0], "\n".join(logged)
+
+
 def _digest(folder: Path) -> dict:
     return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
 
@@ -506,3 +524,17 @@ def test_the_output_folder_is_unlocked_when_the_run_ends_or_fails(tmp_path: Path
         process(_import_config(source, out, views_dir, force=True))
     assert failed.tb is not None  # the error (and the frames its traceback holds) is still alive here
     assert not (out / LOCK_NAME).exists() and not write_observers()
+
+
+def test_imported_views_without_background_are_refused_before_any_output(tmp_path: Path):
+    """RGB views whose background is not Zero123++'s grey are foreground everywhere after keying: they carve
+    nothing and would pass any agreement test, so they are refused, naming the views and the ways out."""
+    source = _folder_clip(tmp_path / "frames")
+    views_dir = tmp_path / "views"
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        write_png_atomic(views_dir / f"{k}.png", rng.integers(0, 100, size=(48, 32, 3), dtype=np.uint8))
+    out = tmp_path / "dataset"
+    with pytest.raises(InputError, match=r"pseudo view\(s\) 0, 1, 2, 3, 4, 5 have no background.*--matting rembg"):
+        process(_import_config(source, out, views_dir, min_view_agreement=0.9))
+    assert not out.exists()

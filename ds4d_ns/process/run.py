@@ -389,16 +389,22 @@ def _check_imported_views(
 
     framing, release = input_framing(config), _release(config)
     agreement = score(framing, release)
-    if agreement.worst >= config.min_view_agreement:
+    if agreement.agrees(config.min_view_agreement):
         CONSOLE.log(f"Pseudo views agree with the input: {agreement.describe()}")
         return
+    if agreement.opaque_views:
+        raise InputError(
+            f"--pseudo-views {config.pseudo_views}: {agreement.describe()}. Give RGBA views, or RGB views on "
+            "Zero123++'s grey background (keyed out), or --matting rembg. Nothing was written; "
+            "--min-view-agreement 0 skips this check"
+        )
     other_framing: Literal["source", "fill"] = "fill" if framing == "source" else "source"
     other_release: Zero123PlusRelease = "v1.2" if release == "v1.1" else "v1.1"
     alternatives = {
         f"--input-framing {other_framing}": score(other_framing, release),
         f"--pseudo-release {other_release}": score(framing, other_release),
     }
-    agreeing = [flag for flag, result in alternatives.items() if result.worst >= config.min_view_agreement]
+    agreeing = [flag for flag, result in alternatives.items() if result.agrees(config.min_view_agreement)]
     measured = "; ".join(f"with {flag}: {result.worst:.0%}" for flag, result in alternatives.items())
     if agreeing:
         cause = f"they agree with {' or '.join(agreeing)} ({measured}): the input's framing or the release is wrong"
@@ -428,7 +434,7 @@ def _report_generated_views(
     checked = view_agreement.check_frames(len(input_frames))
     pseudo = [[decode_image(out / image_path("pseudo", v, f)).rgba for v in range(6)] for f in checked]
     agreement = _agreement(checked, [input_frames[f] for f in checked], pseudo, layout, half_extent)
-    if agreement.worst < config.min_view_agreement:
+    if not agreement.agrees(config.min_view_agreement):
         CONSOLE.log(
             f"[yellow]The generated views disagree with the input frames: {escape(agreement.describe())}. "
             "Training will blur what they disagree on; look at the views (images/pseudo_*), try another --seed "

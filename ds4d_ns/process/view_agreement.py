@@ -37,6 +37,9 @@ CHECK_SIZE = 96
 """Side in pixels at which silhouettes are compared (the hull's voxels are about a pixel wide there)."""
 HULL_RESOLUTION = 64
 """Voxels per side of the hull carved for the check."""
+OPAQUE_SHARE = 0.98
+"""A view whose foreground covers at least this share of its image has no background: its matting failed
+(an opaque view carves nothing, so it would agree with any input)."""
 
 
 def orbit_cameras(
@@ -137,16 +140,26 @@ class ViewAgreement:
     """Dataset frame indices checked."""
     coverage: Tuple[float, ...]
     """Share of the input's silhouette covered by the pseudo views' hull, per checked frame."""
+    opaque_views: Tuple[int, ...] = ()
+    """Pseudo views (indices) that are foreground nearly everywhere at some checked frame: not matted."""
 
     @property
     def worst(self) -> float:
         """The lowest coverage over the checked frames."""
         return min(self.coverage)
 
+    def agrees(self, min_coverage: float) -> bool:
+        """Whether every checked frame is covered at least ``min_coverage`` by views that all have a background."""
+        return self.worst >= min_coverage and not self.opaque_views
+
     def describe(self) -> str:
-        """Coverage per checked frame, for a log line."""
+        """Coverage per checked frame (and the views without background), for a log line."""
         shown = ", ".join(f"frame {f}: {c:.0%}" for f, c in zip(self.frames, self.coverage))
-        return f"the pseudo views' visual hull covers {shown} of the input view's silhouette"
+        text = f"the pseudo views' visual hull covers {shown} of the input view's silhouette"
+        if self.opaque_views:
+            views = ", ".join(str(v) for v in self.opaque_views)
+            text += f"; pseudo view(s) {views} have no background (foreground nearly everywhere: not matted)"
+        return text
 
 
 def check_frames(num_frames: int) -> List[int]:
@@ -167,4 +180,7 @@ def measure_agreement(
         silhouette_coverage(input_alpha, views, input_view, pseudo_views, half_extent)
         for input_alpha, views in zip(input_alphas, pseudo_alphas)
     ]
-    return ViewAgreement(tuple(frames), tuple(coverage))
+    opaque = sorted(
+        {v for views in pseudo_alphas for v, alpha in enumerate(views) if (alpha > 0.5).mean() >= OPAQUE_SHARE}
+    )
+    return ViewAgreement(tuple(frames), tuple(coverage), tuple(opaque))
