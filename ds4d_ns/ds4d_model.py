@@ -53,7 +53,8 @@ from ds4d_ns.evaluation.motion_region import masked_psnr
 from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FeatureBank
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
-from ds4d_ns.guidance.priors import SdsConfig, TrainingPriors
+from ds4d_ns.guidance.priors import TrainingPriors
+from ds4d_ns.guidance.sds_config import SdsConfig
 from ds4d_ns.losses.motion import weighted_l1
 from ds4d_ns.losses.structural import ssim_window
 from ds4d_ns.options import WeightsMode

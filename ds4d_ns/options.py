@@ -1,7 +1,7 @@
 """Choices that several configurations and functions share, named once as ``Literal`` aliases.
 
-A choice used by one module only is defined there (``FusionMode`` in ``fields/tssf.py``,
-``ReferenceMode`` in ``features/dsfd.py``, ``Role`` in ``data/dataset_format.py``).
+A choice used by one module only is defined there (``ReferenceMode`` in ``features/dsfd.py``,
+``Role`` in ``data/dataset_format.py``).
 """
 
 from __future__ import annotations
@@ -19,4 +19,7 @@ WeightsMode = Literal["pretrained", "random-init"]
 TestMode = Literal["test", "val", "inference"]
 """nerfstudio's set-up mode of a pipeline (``VanillaPipeline``, ``Trainer.setup``): which splits it loads."""
 Zero123PlusRelease = Literal["v1.2", "v1.1"]
+FusionMode = Literal["front", "mean", "ga", "da"]
+"""TSSF's fusion of the views' features: the front view only, the plain mean, global-aware (ga) or
+distance-aware (da) weights (``ds4d_ns.fields.tssf``; the frame-feature settings choose it)."""
 """Zero123++ release: sets the pseudo views' camera layout (``ds4d_ns.camera_layouts``)."""

@@ -2,7 +2,7 @@
 
 Training set-up (``test_mode="val"``, as nerfstudio's trainer builds it) is where ``ns-train`` meets
 the user's data and weights: every pretrained model the run needs is checked at once, before the
-datamanager extracts frame features (``ds4d_ns.scripts.weights.require_weights``), and the
+datamanager extracts frame features (``ds4d_ns.pretrained.require_weights``), and the
 generative priors are loaded once the model exists. A user error (a bad dataset, missing weights)
 ends the command with its one-line message and exit status 2 instead of a traceback (nerfstudio's
 ``ns-train`` entry point has no hook of its own for that). Other modes (``ns-eval``, ``ns-render``,
@@ -68,7 +68,7 @@ class Ds4dPipeline(VanillaPipeline):
     @staticmethod
     def _require_weights(config: Ds4dPipelineConfig) -> None:
         from ds4d_ns.ds4d_model import Ds4dModelConfig
-        from ds4d_ns.scripts.weights import require_weights
+        from ds4d_ns.pretrained import require_weights
 
         if isinstance(config.model, Ds4dModelConfig):
             require_weights(config)  # every missing model in one message, before any is loaded
@@ -90,7 +90,7 @@ class Ds4dPipeline(VanillaPipeline):
     def get_train_loss_dict(self, step: int):
         """As :meth:`VanillaPipeline.get_train_loss_dict`, with the metrics only where they are logged, and
         the losses checked for non-finite values."""
-        from ds4d_ns.trainer import check_finite_losses
+        from ds4d_ns.losses.finite import check_finite_losses
 
         ray_bundle, batch = self.datamanager.next_train(step)
         outputs = self._model(ray_bundle)  # the distributed wrapper when there is one, as nerfstudio's

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Type
+from typing import Type
 
-import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -32,19 +31,8 @@ from ds4d_ns.io.checkpoints import (
     load_newest_checkpoint,
     save_checkpoint_atomic,
 )
+from ds4d_ns.losses.finite import NonFiniteLossError, check_finite_losses  # noqa: F401 -- their old home
 from ds4d_ns.options import TestMode
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training loss term was NaN or infinite."""
-
-
-def check_finite_losses(loss_dict: Dict[str, torch.Tensor], step: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the terms of ``loss_dict`` that are not finite."""
-    total = sum(loss_dict.values())
-    if isinstance(total, torch.Tensor) and not bool(torch.isfinite(total)):
-        bad = [name for name, value in loss_dict.items() if not bool(torch.isfinite(value).all())]
-        raise NonFiniteLossError(f"step {step}: non-finite loss terms {bad or ['total']}")
 
 
 @dataclass

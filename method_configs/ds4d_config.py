@@ -37,7 +37,7 @@ from ds4d_ns.ds4d_model import Ds4dModelConfig
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.feature_bank import FrameFeaturesConfig
 from ds4d_ns.fields.tssf import FusionMode
-from ds4d_ns.guidance.priors import SdsConfig
+from ds4d_ns.guidance.sds_config import SdsConfig
 from ds4d_ns.optimizers import Ds4dAdamConfig
 from ds4d_ns.options import FeatureMode
 from ds4d_ns.pipeline import Ds4dPipelineConfig

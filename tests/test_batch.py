@@ -570,7 +570,7 @@ def test_without_cuda_the_batch_defaults_to_cpus_and_the_cpu_configuration(tmp_p
     import torch
     from nerfstudio.utils.rich_utils import CONSOLE
 
-    from ds4d_ns.scripts import weights
+    from ds4d_ns import pretrained as weights
 
     monkeypatch.setattr(CONSOLE, "width", 400)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -223,7 +223,7 @@ def check_clip_flags(config: BatchConfig, jobs: Sequence[ClipJob], methods: Dict
             except UserError as err:
                 raise UserError(f"{job.origin} ({job.name}): {err}") from err
     if local:  # a cluster's workers may hold weights this machine lacks: there each clip checks its own
-        from ds4d_ns.scripts.weights import require_weights
+        from ds4d_ns.pretrained import require_weights
 
         for method, trainer_config in trained.items():
             try:

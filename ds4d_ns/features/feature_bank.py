@@ -22,8 +22,7 @@ from torch import Tensor
 
 from ds4d_ns.features.backbone import FrameFeatureExtractorConfig
 from ds4d_ns.features.dsfd import ReferenceMode
-from ds4d_ns.fields.tssf import FusionMode
-from ds4d_ns.options import FeatureMode, ReductionMode, SamplingPoints
+from ds4d_ns.options import FeatureMode, FusionMode, ReductionMode, SamplingPoints
 
 FEATURE_BANK_KEY = "feature_bank"
 """Key of the bank in the training dataset's metadata, which nerfstudio passes to the model."""

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Literal, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-if TYPE_CHECKING:  # the bank's module imports FusionMode from here
-    from ds4d_ns.features.feature_bank import FeatureBank
+from ds4d_ns.options import FusionMode  # defined here before; ``ds4d_ns.fields.tssf.FusionMode`` still works
 
-FusionMode = Literal["front", "mean", "ga", "da"]
+if TYPE_CHECKING:
+    from ds4d_ns.features.feature_bank import FeatureBank
 
 _MASKED_LOGIT = -1e4  # finite, so a point no view sees gets zero weights without NaN gradients
 

@@ -18,7 +18,6 @@ transformers load only when the priors are.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
@@ -27,7 +26,7 @@ from nerfstudio.cameras.cameras import Cameras
 from torch import Tensor
 
 from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles
-from ds4d_ns.guidance.sds import TimestepSchedule
+from ds4d_ns.guidance.sds_config import SdsConfig
 from ds4d_ns.options import WeightsMode
 
 if TYPE_CHECKING:
@@ -40,45 +39,6 @@ GroundTruthFunction = Callable[[Dict[str, Tensor], Tensor], Tuple[Tensor, Option
 """The model's ground truth of a batch composited over a background: ``[V, H, W, 3]`` and its alpha."""
 V = TypeVar("V")
 """A cached value's type."""
-
-
-@dataclass
-class SdsConfig:
-    """Every setting of multi-view SDS with Zero123: its weights, the views it renders, the model and its schedule."""
-
-    weight: float = 0.0
-    """Weight of the whole SDS term (lambda_1 of the paper, which uses 1.0); 0 turns SDS off."""
-    pseudo_condition_weight: float = 5e-5
-    """alpha_1: scale of SDS samples conditioned on a pseudo view. The paper gives no value; this keeps
-    SDS's share of the loss at STAG4D's ratio to the photometric term (1 to 20000)."""
-    input_condition_weight: float = 5e-5
-    """alpha_2: scale of SDS samples conditioned on the input frame."""
-    input_probability: float = 0.6
-    """Probability of conditioning on the input frame when the SDS view is not near the front (STAG4D)."""
-    elevation_range: float = 30.0
-    """SDS views sit at the input's elevation plus an offset uniform in [-range, range] degrees (STAG4D)."""
-    seed: int = 0
-    """Seed of the SDS view sampling."""
-    model_id: str = "ashawkey/zero123-xl-diffusers"
-    """Hugging Face id or local folder of Zero123 in the diffusers layout (unet, vae, image_encoder,
-    feature_extractor, clip_camera_projection, scheduler subfolders)."""
-    weights: WeightsMode = "pretrained"
-    """``pretrained`` loads the weights; ``random-init`` builds the architecture with random weights
-    (timing benchmarks only: its gradients are noise)."""
-    guidance_scale: float = 5.0
-    """Classifier-free guidance scale (STAG4D)."""
-    resolution: int = 256
-    """Renders are made at, and resized to, this square size for VAE encoding (Zero123's training size)."""
-    schedule: TimestepSchedule = field(default_factory=TimestepSchedule)
-    """Timestep range, annealed over the SDS steps."""
-    gradient_clip: Optional[float] = 1.0
-    """Clamp of each latent-gradient entry (None: no clamp); non-finite entries are always zeroed."""
-
-    def describe(self) -> str:
-        """The Zero123 model as every log line and result names it."""
-        if self.weights == "random-init":
-            return f"{self.model_id} [RANDOM weights, not pretrained]"
-        return self.model_id
 
 
 class TrainingPriors:

@@ -21,7 +21,7 @@ our delta elevation; its azimuth turns the same way as ours (counter-clockwise s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -29,9 +29,7 @@ from torch import Tensor, nn
 
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance import sds
-
-if TYPE_CHECKING:  # the config lives with the priors, which import this module only when SDS is on
-    from ds4d_ns.guidance.priors import SdsConfig
+from ds4d_ns.guidance.sds_config import SdsConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
