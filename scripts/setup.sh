@@ -28,6 +28,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   # torchvision fails at import, and nerfstudio imports torchvision on every command.
   .venv/bin/python -c "import torch, torchvision" 2>/dev/null \
     || .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install -q -e ".[dev,batch,spz]"  # batch: Ray (a 79 MB wheel, about 10 s) for ds4d-batch's tests; spz: gsply for the SPZ export test
+  .venv/bin/python -m pip install -q -e ".[dev,batch,spz,mesh]"  # batch: Ray (a 79 MB wheel, about 10 s) for ds4d-batch's tests; spz: gsply for the SPZ export test; mesh: ds4d-export --mesh
   echo "$wanted" > "$stamp"
+fi
+
+# The Khronos glTF validator, for the test that checks ds4d-export --mesh's glb (tools/ is git-ignored).
+# Outside the stamp: checked on every run, installed only when the pinned version is not there.
+gltf_validator=2.0.0-dev.3.10
+if command -v npm >/dev/null 2>&1; then
+  installed=$(node -p "require('./tools/node/node_modules/gltf-validator/package.json').version" 2>/dev/null || true)
+  if [ "$installed" != "$gltf_validator" ]; then
+    echo "[setup] installing gltf-validator $gltf_validator into tools/node"
+    mkdir -p tools/node
+    npm install --prefix tools/node --no-audit --no-fund --silent --save-exact "gltf-validator@$gltf_validator"
+  fi
+else
+  echo "[setup] npm not found: the glTF validator test (tests/test_export_mesh.py) will fail; install Node.js"
 fi

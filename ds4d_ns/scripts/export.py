@@ -9,6 +9,9 @@ them to each time step and writes, into its output folder::
     manifest.json            frame times, counts, per-frame and overall bounds, file names,
                              formats and the run the frames came from; written last
     times.json               the frame times alone, in the layout of earlier versions
+    mesh/animated.glb        with --mesh: a triangle mesh and its motion (glTF 2.0 morph targets and an
+    mesh/frame_0000.ply ...  animation), the same mesh deformed to each frame, and its manifest.json
+    mesh/manifest.json       (see ``ds4d_ns.exporting.mesh_sequence``)
     ds4d_export.json         the files this command wrote (``ds4d_ns.io.output_folder``)
 
 Every file is written atomically, so a viewer never sees half a frame. It needs only the run's
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tyro
@@ -34,6 +37,15 @@ import ds4d_ns
 from ds4d_ns.data.dataset_format import TRANSFORMS_NAME
 from ds4d_ns.errors import UserError, exit_on_user_error
 from ds4d_ns.exporting.manifest import frame_file_name, sequence_manifest
+from ds4d_ns.exporting.mesh_sequence import (
+    DEFAULT_FPS,
+    check_mesh_flags,
+    clip_seconds,
+    default_mesh_resolution,
+    export_mesh,
+    mesh_file_names,
+    require_deformation_field,
+)
 from ds4d_ns.exporting.ply import splat_ply_property_names, write_splat_ply_atomic
 from ds4d_ns.exporting.splat_frame import splat_frame_from_model
 from ds4d_ns.exporting.spz import SPZ_VERSION, require_spz_writer, write_spz_atomic
@@ -68,6 +80,17 @@ class ExportGaussianSequence:
     spz: bool = False
     """Also write each frame as SPZ (Niantic's compressed splat format, about 10x smaller) into ``spz/``; needs
     the gsply package (``pip install gsply``)."""
+    mesh: bool = False
+    """Also write ``mesh/animated.glb`` (a triangle mesh with one morph target per frame and an animation that
+    Blender, three.js and game engines play), ``mesh/frame_XXXX.ply`` and ``mesh/manifest.json``."""
+    mesh_resolution: Optional[int] = None
+    """Density grid samples along the object's longest side for --mesh (16 to 1024); None: 256 with CUDA, 128
+    without."""
+    mesh_faces: int = 50000
+    """Face budget of the mesh (100 to 5000000): the surface is simplified to at most this many triangles."""
+    fps: Optional[float] = None
+    """Playback rate of the glb's animation in frames per second (0.1 to 1000); None: the dataset's ``fps`` if its
+    transforms.json has one, else 12."""
     force: bool = False
     """Write into a folder holding files ds4d-export did not write (they are left alone)."""
 
@@ -90,6 +113,8 @@ class ExportResult:
     """One PLY per frame, in frame order."""
     spz_files: List[Path] = field(default_factory=list)
     """One SPZ per frame, in frame order (empty without ``spz``)."""
+    mesh_files: List[Path] = field(default_factory=list)
+    """With ``mesh``: ``mesh/animated.glb``, the per-frame PLYs in frame order, then ``mesh/manifest.json``."""
 
 
 def export_sequence(config: ExportGaussianSequence) -> ExportResult:
@@ -110,11 +135,18 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
         UserError: a bad flag, run folder, checkpoint or output folder, or ``spz`` without gsply.
     """
     require_at_least("--num-times", config.num_times)
+    check_mesh_flags(config.mesh_resolution, config.mesh_faces, config.fps)
     run = resolve_run(config.load_config)
     check_checkpoint_folder(run.checkpoint_dir)
     if config.spz:
         require_spz_writer()
-    settings = {"load_config": str(config.load_config), "num_times": config.num_times, "spz": config.spz}
+    settings: Dict[str, Any] = {
+        "load_config": str(config.load_config),
+        "num_times": config.num_times,
+        "spz": config.spz,
+    }
+    if config.mesh:  # only then: an earlier splat export's settings still match a plain rerun's
+        settings.update(mesh=True, mesh_resolution=config.mesh_resolution, mesh_faces=config.mesh_faces, fps=config.fps)
     output = prepare_output_dir(
         config.output_dir,
         MANIFEST_NAME,
@@ -132,8 +164,18 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
         kind: [f"{folder}/{frame_file_name(i, num_times, kind)}" for i in range(num_times)]
         for kind, folder in formats.items()
     }
-    output.check_can_write([*(rel for paths in files.values() for rel in paths), SEQUENCE_MANIFEST_NAME, TIMES_NAME])
-    model, step, _ = load_trained_model(run)
+    mesh_frames = [frame_file_name(i, num_times, "ply") for i in range(num_times)]
+    mesh_files = mesh_file_names(mesh_frames) if config.mesh else []
+    output.check_can_write(
+        [*(rel for paths in files.values() for rel in paths), SEQUENCE_MANIFEST_NAME, TIMES_NAME, *mesh_files]
+    )
+    try:
+        model, step, _ = load_trained_model(run)
+        if config.mesh:
+            require_deformation_field(model, run.config_path)
+    except BaseException:
+        output.close()  # the folder's lock goes now, with nothing written
+        raise
     # the newest checkpoint that loaded (a damaged newer one is skipped by the loader)
     checkpoint = next((path.name for s, path in checkpoint_files(run.checkpoint_dir) if s == step), None)
     out = Path(config.output_dir)
@@ -176,16 +218,52 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
             },
             generator={"tool": TOOL, "package": "ds4d-ns", "version": ds4d_ns.__version__},
         )
+        if config.mesh:
+            fps = config.fps or _dataset_fps(run) or DEFAULT_FPS
+            clip_frames = _training_frame_count(run) if config.num_times is None else _frame_count_or_none(run)
+            export_mesh(
+                model,
+                out,
+                times,
+                clip_seconds(times, clip_frames, fps),
+                mesh_frames,
+                config.mesh_resolution or default_mesh_resolution(),
+                config.mesh_faces,
+                fps,
+                source=manifest["source"],
+                generator=manifest["generator"],
+            )
         # written last: a folder with a manifest.json holds a complete sequence
         write_json_atomic(out / SEQUENCE_MANIFEST_NAME, manifest)
     CONSOLE.log(f"wrote {num_times} Gaussian splat frames to {escape(str(out))}")
+    if config.mesh:
+        CONSOLE.log(f"wrote the animated mesh to {escape(str(out / mesh_files[0]))}")
     return ExportResult(
         output_dir=out,
         manifest=out / SEQUENCE_MANIFEST_NAME,
         times=times,
         ply_files=[out / rel for rel in files["ply"]],
         spz_files=[out / rel for rel in files.get("spz", [])],
+        mesh_files=[out / rel for rel in mesh_files],
     )
+
+
+def _dataset_fps(run: RunFolder) -> Optional[float]:
+    """The clip's frame rate from the dataset's transforms.json (a top-level ``fps``), if it records one."""
+    if run.dataset is None:
+        return None
+    try:
+        fps = json.loads((run.dataset / TRANSFORMS_NAME).read_text()).get("fps")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return float(fps) if isinstance(fps, (int, float)) and 0 < fps <= 1000 else None
+
+
+def _frame_count_or_none(run: RunFolder) -> Optional[int]:
+    try:
+        return _training_frame_count(run)
+    except UserError:
+        return None
 
 
 def _training_frame_count(run: RunFolder) -> int:
