@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by demo.sh and test.sh: the Debian packages nerfstudio's commands need
-# (ffmpeg for ns-render, libusb for open3d in ns-export), a virtualenv in .venv, and the project
-# with its dev tools. A second run does nothing unless pyproject.toml, setup.py or this script changed.
+# (ffmpeg for ns-render, libusb for open3d in ns-export, chromium for the web page test), the web page's
+# pinned renderer (npm), a virtualenv in .venv, and the project with its dev tools. A second run does
+# nothing unless pyproject.toml, setup.py or this script changed (or a renderer package is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the web page's browser test (headless, CPU WebGL)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -15,6 +18,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The renderer ds4d-export --web copies into its page (Spark and three.js, MIT), pinned, into a git-ignored
+# folder; RENDERER_PACKAGES in ds4d_ns/exporting/web.py names the same versions.
+web_renderer=tools/web-renderer
+web_packages=("@sparkjsdev/spark@2.2.0" "three@0.180.0")
+for package in "${web_packages[@]}"; do
+  name=${package%@*}
+  if ! grep -qs "\"version\": \"${package##*@}\"" "$web_renderer/node_modules/$name/package.json"; then
+    echo "[setup] installing the web page's renderer into $web_renderer: ${web_packages[*]}"
+    npm install --prefix "$web_renderer" --no-audit --no-fund --save-exact "${web_packages[@]}" >/dev/null
+    break
+  fi
+done
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$python" -m venv .venv; }

@@ -321,3 +321,11 @@ def test_headless_chromium_plays_the_clip_and_shows_what_the_model_renders(run, 
     moving = _dilate(ours[0.0] ^ ours[1.0], 3)
     assert changed.sum() > 0.01 * changed.size
     assert changed[moving].sum() >= 0.95 * changed.sum()
+
+
+def test_the_set_up_installs_the_renderer_versions_the_page_is_tested_with():
+    setup = (Path(__file__).parents[1] / "scripts" / "setup.sh").read_text()
+    pins = re.search(r"^web_packages=\((.*)\)$", setup, re.MULTILINE)
+    assert pins is not None
+    packages = dict(item.strip('"').rsplit("@", 1) for item in pins.group(1).split())
+    assert packages == web.RENDERER_PACKAGES
