@@ -9,7 +9,9 @@ What changes from :class:`SplatfactoModel` and why:
   step and the rasteriser draws every view in one call (gsplat on CUDA, a pure-torch
   rasteriser elsewhere).
 * Losses are per view with per-role weights (the input video is the truth, pseudo views are
-  a generator's guesses), plus an alpha loss and the HexPlane regularisers. The paper's
+  a generator's guesses; :mod:`ds4d_ns.losses.photometric`), plus an alpha loss and the HexPlane
+  regularisers. What the model reports besides losses lives in :mod:`ds4d_ns.model_metrics`, the
+  initial Gaussians in :mod:`ds4d_ns.initial_gaussians`, densification in :mod:`ds4d_ns.strategy`. The paper's
   generative priors (LPIPS on the pseudo views, multi-view SDS with Zero123) live in
   :mod:`ds4d_ns.guidance.priors`; the model calls them with a render function that reuses the
   step's deformed Gaussians, which the training outputs carry (``geometry``).
@@ -37,26 +39,22 @@ from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.models.splatfacto import (
-    RGB2SH,
     SplatfactoModel,
     SplatfactoModelConfig,
-    num_sh_bases,
-    random_quat_tensor,
 )
-from nerfstudio.utils.rich_utils import CONSOLE
-from pytorch_msssim import SSIM, ssim
+from pytorch_msssim import SSIM
 from torch import Tensor
 from torch.nn import Parameter
 
-from ds4d_ns.data.dataset_format import ROLE_CODES, decode_roles, frame_time, middle_time
-from ds4d_ns.evaluation.motion_region import masked_psnr
+from ds4d_ns.data.dataset_format import decode_roles, frame_time, middle_time
 from ds4d_ns.features.feature_bank import FEATURE_BANK_KEY, FeatureBank
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
 from ds4d_ns.guidance.priors import TrainingPriors
 from ds4d_ns.guidance.sds_config import SdsConfig
-from ds4d_ns.losses.motion import weighted_l1
-from ds4d_ns.losses.structural import ssim_window
+from ds4d_ns.initial_gaussians import initial_gaussians, random_ball
+from ds4d_ns.losses.photometric import photometric_loss, role_weights
+from ds4d_ns.model_metrics import image_metrics, load_lpips_metric, step_metrics
 from ds4d_ns.options import WeightsMode
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
@@ -153,19 +151,8 @@ class Ds4dModel(SplatfactoModel):
         bank: Optional[FeatureBank] = self.kwargs.get("metadata", {}).get(FEATURE_BANK_KEY)
         means, colors = self._initial_points()
         distances, _ = self.k_nearest_sklearn(means, 3)
-        avg_dist = torch.from_numpy(distances).mean(dim=-1, keepdim=True).clamp_min(1e-4)
-        num_points = means.shape[0]
-        features_dc = RGB2SH(colors) if self.config.sh_degree > 0 else torch.logit(colors, eps=1e-4)
-        self.gauss_params = torch.nn.ParameterDict(
-            {
-                "means": Parameter(means),
-                "scales": Parameter(torch.log(avg_dist.repeat(1, 3))),
-                "quats": Parameter(random_quat_tensor(num_points)),
-                "features_dc": Parameter(features_dc),
-                "features_rest": Parameter(torch.zeros(num_points, num_sh_bases(self.config.sh_degree) - 1, 3)),
-                "opacities": Parameter(torch.logit(0.1 * torch.ones(num_points, 1))),
-            }
-        )
+        spacing = torch.from_numpy(distances).float().mean(dim=-1, keepdim=True)
+        self.gauss_params = initial_gaussians(means, colors, spacing, self.config.sh_degree)
         self.deformation = DeformationField(
             aabb=self.scene_box.aabb.float(),
             spatial_resolution=self.config.hexplane_resolution,
@@ -191,24 +178,7 @@ class Ds4dModel(SplatfactoModel):
         self.step = 0
         self.crop_box = None
         self.background_color = torch.ones(3)
-        self.strategy = TopFractionStrategy(
-            prune_opa=self.config.cull_alpha_thresh,
-            grow_grad2d=self.config.densify_grad_thresh,
-            grow_scale3d=self.config.densify_size_thresh,
-            grow_scale2d=self.config.split_screen_size,
-            prune_scale3d=self.config.cull_scale_thresh,
-            prune_scale2d=self.config.cull_screen_size,
-            refine_scale2d_stop_iter=self.config.stop_screen_size_at,
-            refine_start_iter=self.config.warmup_length,
-            refine_stop_iter=self.config.stop_split_at,
-            reset_every=self.config.reset_alpha_every * self.config.refine_every,
-            refine_every=self.config.refine_every,
-            pause_refine_after_reset=self.num_train_data + self.config.refine_every,
-            absgrad=self.config.use_absgrad,
-            revised_opacity=False,
-            verbose=False,
-            grow_top_fraction=self.config.densify_top_fraction,
-        )
+        self.strategy = TopFractionStrategy.from_model_config(self.config, self.num_train_data)
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
 
     def _initial_points(self) -> Tuple[Float[Tensor, "n 3"], Float[Tensor, "n 3"]]:
@@ -217,10 +187,7 @@ class Ds4dModel(SplatfactoModel):
             means = self.seed_points[0].detach().float().cpu()
             colors = self.seed_points[1].detach().float().cpu() / 255.0
             return means, colors.clamp(0.02, 0.98)
-        n = self.config.num_random
-        directions = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
-        radii = self.config.random_init_radius * torch.rand(n, 1).pow(1.0 / 3.0)  # uniform in the ball
-        return directions * radii, 0.3 + 0.4 * torch.rand(n, 3)
+        return random_ball(self.config.num_random, self.config.random_init_radius)
 
     def _num_frames(self) -> Optional[int]:
         """Frames of the training clip, from the dataparser; None for a model built from a checkpoint alone."""
@@ -414,37 +381,22 @@ class Ds4dModel(SplatfactoModel):
         alpha = image[..., 3:]
         return image[..., :3] * alpha + (1.0 - alpha) * background[..., :3], alpha
 
-    def _view_weights(self, batch: Dict[str, Tensor], num_views: int) -> Tensor:
-        roles = decode_roles(batch.get("role"), num_views).to(self.device)
-        # Python numbers, not tensors made from them: copying those to the GPU would wait for it
-        return torch.where(roles == ROLE_CODES["input"], self.config.input_rgb_weight, self.config.pseudo_rgb_weight)
-
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
-        """PSNR of the step's views, and on their moving region (``psnr_moving``, also per frame as
-        ``psnr_moving_frame/NNN``): tensorboard shows how well the motion is learnt, not only the
-        static pixels that dominate the whole image. All on the device: no host sync per step."""
-        pred = outputs["rgb"]
+        """The step's PSNR, moving-region PSNR and Gaussian count (``ds4d_ns.model_metrics``)."""
         gt_rgb, _ = self._ground_truth(batch, outputs["background"])
-        mse = (pred - gt_rgb).square().mean()
-        metrics = {"psnr": -10.0 * torch.log10(mse.clamp_min(1e-10)), "gaussian_count": self.num_points}
-        if "motion_mask" in batch:
-            moving = masked_psnr(pred, gt_rgb, batch["motion_mask"].to(pred.device))
-            metrics["psnr_moving"] = moving
-            if "frame_index" in batch:
-                metrics[f"psnr_moving_frame/{int(batch['frame_index']):03d}"] = moving
-        return metrics
+        return {**step_metrics(outputs["rgb"], gt_rgb, batch), "gaussian_count": self.num_points}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         """Photometric (per-role weighted), alpha and HexPlane terms; subclasses add their own."""
-        pred = outputs["rgb"]
+        pred, config = outputs["rgb"], self.config
         gt_rgb, gt_alpha = self._ground_truth(batch, outputs["background"])
-        l1 = weighted_l1(pred, gt_rgb, batch.get("motion_mask"), self.config.motion_loss_weight)
-        window = ssim_window(3, pred.device, pred.dtype)
-        structural = 1.0 - ssim(
-            pred.permute(0, 3, 1, 2), gt_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=False, win=window
-        )
-        per_view = (1.0 - self.config.ssim_lambda) * l1 + self.config.ssim_lambda * structural
-        loss_dict = {"rgb_loss": (self._view_weights(batch, pred.shape[0]) * per_view).mean()}
+        roles = decode_roles(batch.get("role"), pred.shape[0]).to(self.device)
+        weights = role_weights(roles, config.input_rgb_weight, config.pseudo_rgb_weight)
+        loss_dict = {
+            "rgb_loss": photometric_loss(
+                pred, gt_rgb, weights, config.ssim_lambda, batch.get("motion_mask"), config.motion_loss_weight
+            )
+        }
         if gt_alpha is not None and self.config.mask_loss_weight > 0:
             loss_dict["mask_loss"] = self.config.mask_loss_weight * (outputs["accumulation"] - gt_alpha).square().mean()
         if self.training and self.priors is not None:
@@ -470,33 +422,11 @@ class Ds4dModel(SplatfactoModel):
             loss_dict["time_l1"] = self.config.time_l1_weight * regularisers["time_l1"]
         return loss_dict
 
-    def _lpips_metric(self) -> Optional[torch.nn.Module]:
-        """LPIPS (VGG) built on first use; None, said once, when its weights cannot be loaded."""
-        if not self._lpips_tried and self.config.eval_lpips:
-            self._lpips_tried = True
-            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-            try:
-                self._lpips = LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True).to(self.device)
-            except Exception as err:  # any failure to fetch or read the backbone weights
-                CONSOLE.log(
-                    "[yellow]LPIPS not reported: the torchvision VGG16 weights it needs could not be loaded "
-                    f"({type(err).__name__}: {err}). Run once with internet access to cache them, "
-                    "or set --pipeline.model.eval-lpips False to silence this."
-                )
-        return self._lpips
-
     def get_image_metrics_and_images(
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
-        gt_rgb, _ = self._ground_truth(batch, outputs["background"][0, 0])
-        gt_rgb = gt_rgb[0]
-        pred = outputs["rgb"]
-        gt_nchw, pred_nchw = gt_rgb.permute(2, 0, 1)[None], pred.permute(2, 0, 1)[None]
-        metrics = {"psnr": float(self.psnr(gt_nchw, pred_nchw).item()), "ssim": float(self.ssim(gt_nchw, pred_nchw))}
-        if "motion_mask" in batch:  # the view's moving region (see the datamanager); NaN where it has none
-            metrics["psnr_moving"] = float(masked_psnr(pred, gt_rgb, batch["motion_mask"].to(pred.device)))
-        lpips = self._lpips_metric()
-        if lpips is not None:
-            metrics["lpips"] = float(lpips(gt_nchw, pred_nchw))
-        return metrics, {"img": torch.cat([gt_rgb, pred], dim=1)}
+        if not self._lpips_tried and self.config.eval_lpips:  # built on first use, tried once
+            self._lpips_tried, self._lpips = True, load_lpips_metric(self.device)
+        gt_rgb = self._ground_truth(batch, outputs["background"][0, 0])[0][0]
+        metrics = image_metrics(outputs["rgb"], gt_rgb, batch, self.psnr, self.ssim, self._lpips)
+        return metrics, {"img": torch.cat([gt_rgb, outputs["rgb"]], dim=1)}

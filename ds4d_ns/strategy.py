@@ -31,6 +31,29 @@ class TopFractionStrategy(DefaultStrategy):
     grow_top_fraction: float = 0.025
     """Fraction of the Gaussians (among those seen since the last refinement) grown each time."""
 
+    @classmethod
+    def from_model_config(cls, config: Any, num_train_data: int) -> "TopFractionStrategy":
+        """The strategy splatfacto builds from its model config (``SplatfactoModelConfig``'s densification
+        fields, the same names), growing the top ``config.densify_top_fraction`` instead of a fixed threshold."""
+        return cls(
+            prune_opa=config.cull_alpha_thresh,
+            grow_grad2d=config.densify_grad_thresh,
+            grow_scale3d=config.densify_size_thresh,
+            grow_scale2d=config.split_screen_size,
+            prune_scale3d=config.cull_scale_thresh,
+            prune_scale2d=config.cull_screen_size,
+            refine_scale2d_stop_iter=config.stop_screen_size_at,
+            refine_start_iter=config.warmup_length,
+            refine_stop_iter=config.stop_split_at,
+            reset_every=config.reset_alpha_every * config.refine_every,
+            refine_every=config.refine_every,
+            pause_refine_after_reset=num_train_data + config.refine_every,
+            absgrad=config.use_absgrad,
+            revised_opacity=False,
+            verbose=False,
+            grow_top_fraction=config.densify_top_fraction,
+        )
+
     @torch.no_grad()
     def _grow_gs(self, params, optimizers, state: Dict[str, Any], step: int) -> Tuple[int, int]:
         mean_grads = state["grad2d"] / state["count"].clamp_min(1)

@@ -104,8 +104,16 @@ def test_a_batch_without_roles_counts_as_input_views_for_every_loss(fake_dataset
     datamanager = _datamanager(fake_dataset(frames=2, pseudo_views=2))
     model = _tiny_model(datamanager)
     model.config.pseudo_rgb_weight, model.config.input_rgb_weight = 0.25, 0.75
-    weights = model._view_weights({}, 3)
-    torch.testing.assert_close(weights, torch.full((3,), 0.75))
+    model.eval()  # the photometric term alone (no regularisers, no priors)
+    outputs = {"rgb": torch.rand(3, 8, 8, 3), "background": torch.ones(3), "accumulation": torch.ones(3, 8, 8, 1)}
+    image = torch.rand(3, 8, 8, 3)
+
+    def rgb_loss(batch):
+        return model.get_loss_dict(outputs, {"image": image, **batch})["rgb_loss"]
+
+    unlabelled = rgb_loss({})
+    torch.testing.assert_close(unlabelled, rgb_loss({"role": torch.full((3,), ROLE_CODES["input"])}))
+    assert not torch.allclose(unlabelled, rgb_loss({"role": torch.full((3,), ROLE_CODES["pseudo"])}))
 
     class CountingLpips(torch.nn.Module):
         calls = 0

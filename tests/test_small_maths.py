@@ -139,3 +139,27 @@ def test_motion_headroom_reads_a_batch_clip_per_frame_and_its_training_log(tmp_p
     assert record["motion_headroom_db"] == pytest.approx(6.4)
     assert record["train_moving_last"] == pytest.approx(9.5)
     assert module.clip_record(tmp_path / "no-such-clip") is None
+
+
+def test_the_photometric_loss_weights_each_view_by_its_role():
+    """rgb_loss = mean over views of role weight x ((1 - lambda) L1 + lambda (1 - SSIM)), input views at their
+    own weight: a slow per-view reference against ``ds4d_ns.losses.photometric``."""
+    import torch
+    from pytorch_msssim import ssim
+
+    from ds4d_ns.data.dataset_format import ROLE_CODES
+    from ds4d_ns.losses.photometric import photometric_loss, role_weights
+
+    generator = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(3, 16, 16, 3, generator=generator), torch.rand(3, 16, 16, 3, generator=generator)
+    roles = torch.tensor([ROLE_CODES["input"], ROLE_CODES["pseudo"], ROLE_CODES["pseudo"]])
+    weights = role_weights(roles, 2.0, 0.5)
+    assert weights.tolist() == [2.0, 0.5, 0.5]
+    expected = 0.0
+    for view in range(3):
+        l1 = (pred[view] - target[view]).abs().mean()
+        structural = 1.0 - ssim(
+            pred[view].permute(2, 0, 1)[None], target[view].permute(2, 0, 1)[None], data_range=1.0, win_size=11
+        )
+        expected += float(weights[view] * (0.8 * l1 + 0.2 * structural)) / 3
+    assert abs(float(photometric_loss(pred, target, weights, 0.2)) - expected) < 1e-5
