@@ -70,9 +70,10 @@ class HeadlessChromium:
 
     def __init__(self, width: int, height: int, executable: Optional[str] = None, timeout_s: float = 120.0) -> None:
         self.width, self.height, self.timeout_s = width, height, timeout_s
-        self.executable = executable or find_chromium()
-        if self.executable is None:
+        found = executable or find_chromium()
+        if found is None:
             raise FileNotFoundError(f"no Chromium found (tried {', '.join(CHROMIUM_NAMES)}; or set DS4D_CHROMIUM)")
+        self.executable: str = found
         self.errors: List[str] = []
         self.console: List[str] = []
         self._events: List[Dict[str, Any]] = []
