@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -46,7 +47,10 @@ RUN_SIGMA = 0.015
 
 
 # ------------------------------------------------------------------ pure maths on known shapes
-def _sphere_gaussians(n: int = 4000, radius: float = 0.5, sigma: float = SIGMA, opacity: float = 0.9, seed: int = 0):
+def _sphere_gaussians(
+    n: int = 4000, radius: float = 0.5, sigma: float = SIGMA, opacity: float = 0.9, seed: int = 0
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Isotropic Gaussians on a sphere: ``(means, quats, log_scales, opacities)``."""
     generator = torch.Generator().manual_seed(seed)
     means = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1) * radius
     quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1)
