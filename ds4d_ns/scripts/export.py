@@ -12,6 +12,8 @@ them to each time step and writes, into its output folder::
     mesh/animated.glb        with --mesh: a triangle mesh and its motion (glTF 2.0 morph targets and an
     mesh/frame_0000.ply ...  animation), the same mesh deformed to each frame, and its manifest.json
     mesh/manifest.json       (see ``ds4d_ns.exporting.mesh_sequence``)
+    web/index.html ...       with --web: a page that plays the clip in a browser, with its SPZ frames, manifest
+                             and vendored renderer (see ``ds4d_ns.exporting.web``)
     ds4d_export.json         the files this command wrote (``ds4d_ns.io.output_folder``)
 
 Every file is written atomically, so a viewer never sees half a frame. It needs only the run's
@@ -49,6 +51,7 @@ from ds4d_ns.exporting.mesh_sequence import (
 from ds4d_ns.exporting.ply import splat_ply_property_names, write_splat_ply_atomic
 from ds4d_ns.exporting.splat_frame import splat_frame_from_model
 from ds4d_ns.exporting.spz import SPZ_VERSION, require_spz_writer, write_spz_atomic
+from ds4d_ns.exporting.web import require_web_renderer, web_file_names, write_web_frame, write_web_page
 from ds4d_ns.io.checkpoints import CheckpointError, check_checkpoint_folder, checkpoint_files, load_checkpoint_file
 from ds4d_ns.io.output_folder import prepare_output_dir
 from ds4d_ns.io.writers import write_json_atomic
@@ -88,9 +91,13 @@ class ExportGaussianSequence:
     without."""
     mesh_faces: int = 50000
     """Face budget of the mesh (100 to 5000000): the surface is simplified to at most this many triangles."""
+    web: bool = False
+    """Also write ``web/``: a page that plays the clip in a browser (``web/index.html``, served by any static
+    file server), with the frames as SPZ and the renderer (Spark, three.js) vendored; needs gsply and the renderer
+    that ``scripts/setup.sh`` installs."""
     fps: Optional[float] = None
-    """Playback rate of the glb's animation in frames per second (0.1 to 1000); None: the dataset's ``fps`` if its
-    transforms.json has one, else 12."""
+    """Playback rate of the glb's animation and of the web page in frames per second of the clip (0.1 to 1000);
+    None: the dataset's ``fps`` if its transforms.json has one, else 12."""
     force: bool = False
     """Write into a folder holding files ds4d-export did not write (they are left alone)."""
 
@@ -115,6 +122,8 @@ class ExportResult:
     """One SPZ per frame, in frame order (empty without ``spz``)."""
     mesh_files: List[Path] = field(default_factory=list)
     """With ``mesh``: ``mesh/animated.glb``, the per-frame PLYs in frame order, then ``mesh/manifest.json``."""
+    web_page: Optional[Path] = None
+    """With ``web``: ``web/index.html``."""
 
 
 def export_sequence(config: ExportGaussianSequence) -> ExportResult:
@@ -132,14 +141,16 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
         The written files and the frame times.
 
     Raises:
-        UserError: a bad flag, run folder, checkpoint or output folder, or ``spz`` without gsply.
+        UserError: a bad flag, run folder, checkpoint or output folder, ``spz`` or ``web`` without gsply, or ``web``
+            without its renderer.
     """
     require_at_least("--num-times", config.num_times)
     check_mesh_flags(config.mesh_resolution, config.mesh_faces, config.fps)
     run = resolve_run(config.load_config)
     check_checkpoint_folder(run.checkpoint_dir)
-    if config.spz:
+    if config.spz or config.web:
         require_spz_writer()
+    renderer = require_web_renderer() if config.web else None
     settings: Dict[str, Any] = {
         "load_config": str(config.load_config),
         "num_times": config.num_times,
@@ -147,6 +158,8 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
     }
     if config.mesh:  # only then: an earlier splat export's settings still match a plain rerun's
         settings.update(mesh=True, mesh_resolution=config.mesh_resolution, mesh_faces=config.mesh_faces, fps=config.fps)
+    if config.web:
+        settings.update(web=True, fps=config.fps)
     output = prepare_output_dir(
         config.output_dir,
         MANIFEST_NAME,
@@ -168,6 +181,7 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
     mesh_files = mesh_file_names(mesh_frames) if config.mesh else []
     output.check_can_write(
         [*(rel for paths in files.values() for rel in paths), SEQUENCE_MANIFEST_NAME, TIMES_NAME, *mesh_files]
+        + (web_file_names(num_times) if config.web else [])
     )
     try:
         model, step, _ = load_trained_model(run)
@@ -180,6 +194,7 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
     checkpoint = next((path.name for s, path in checkpoint_files(run.checkpoint_dir) if s == step), None)
     out = Path(config.output_dir)
     counts, bounds, sh_degree = [], [], int(model.config.sh_degree)
+    web_page: Optional[Path] = None
     with output:  # replaces this command's previous files here, and only those
         for index in track(range(num_times), description="exporting Gaussians"):
             frame = splat_frame_from_model(model, times[index])
@@ -190,6 +205,8 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
             write_splat_ply_atomic(out / files["ply"][index], frame)
             if config.spz:
                 write_spz_atomic(out / files["spz"][index], frame)
+            if config.web:
+                write_web_frame(out, index, num_times, frame)
             counts.append(frame.num_gaussians)
             bounds.append(frame.bounds())
         write_json_atomic(
@@ -233,11 +250,28 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
                 source=manifest["source"],
                 generator=manifest["generator"],
             )
+        if renderer is not None:
+            fps = config.fps or _dataset_fps(run) or DEFAULT_FPS
+            clip_frames = _training_frame_count(run) if config.num_times is None else _frame_count_or_none(run)
+            web_page = write_web_page(
+                out,
+                renderer,
+                times=times,
+                num_gaussians=counts,
+                bounds=bounds,
+                seconds=clip_seconds(times, clip_frames, fps),
+                fps=fps,
+                dataset=run.dataset,
+                source=manifest["source"],
+                generator=manifest["generator"],
+            )
         # written last: a folder with a manifest.json holds a complete sequence
         write_json_atomic(out / SEQUENCE_MANIFEST_NAME, manifest)
     CONSOLE.log(f"wrote {num_times} Gaussian splat frames to {escape(str(out))}")
     if config.mesh:
         CONSOLE.log(f"wrote the animated mesh to {escape(str(out / mesh_files[0]))}")
+    if web_page is not None:
+        CONSOLE.log(f"wrote the web page {escape(str(web_page))} (serve its folder: python -m http.server)")
     return ExportResult(
         output_dir=out,
         manifest=out / SEQUENCE_MANIFEST_NAME,
@@ -245,6 +279,7 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
         ply_files=[out / rel for rel in files["ply"]],
         spz_files=[out / rel for rel in files.get("spz", [])],
         mesh_files=[out / rel for rel in mesh_files],
+        web_page=web_page,
     )
 
 
