@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Clips per hour of ds4d-batch on this machine (issue 13): N ds4d-synth clips (the two scenes in turn,
+# Clips per hour of ds4d-batch on this machine, through Ray: N ds4d-synth clips (the two scenes in turn,
 # one seed each), each through the whole job of ds4d-batch (training with the ds4d-base recipe, which
 # needs no pretrained weights; ds4d-eval on the eval views; ds4d-render views + orbit; ds4d-export).
 # Prints clips/hour over the batch's wall-clock time (making the clips is not counted; the batch's own

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Methods and variants compared through ds4d-batch's whole job (train, ds4d-eval model, ds4d-render,
-# ds4d-export), several clips sharing one GPU at once (issues 11, 12 and 13).
+# ds4d-export), several clips sharing one GPU at once: quality by method, motion levers, clips per hour.
+#
+# Motion levers of ds4d-base at the full recipe (windmill, clean pseudo views), run with seeds 0 and 1:
+#   LIMIT_S=540 benchmarks/batch_methods_parallel.sh OUT "windmill:0.0:base:ds4d-base:--pipeline.datamanager.frame-sampling-seed 0" \
+#     "windmill:0.0:capacity:ds4d-base:--pipeline.model.deformation-width 128 --pipeline.model.deformation-depth 2" \
+#     "windmill:0.0:dynamic:ds4d-base:--pipeline.model.static-stage-steps 500" \
+#     "windmill:0.0:smooth:ds4d-base:--pipeline.model.time-smoothness-weight 1e-3"
 #
 # Each SPEC is one clip: a ds4d-synth scene (30 frames at 256 px, cached in /tmp/ds4d-bench as
 # train_recipe.py's) trained by one ds4d-batch process with its own method and ns-train flags. The

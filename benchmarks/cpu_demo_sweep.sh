@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sweeps of CPU-recipe variants for the demo's motion (issue 15), run on the GPU machine: quality
+# Sweeps of CPU-recipe variants for the demo's motion, run on the GPU machine: quality
 # with gsplat on the GPU (the CPU configuration's recipe; only the rasteriser differs) and, in
 # parallel, CPU runs pinned to two cores each (timing, and quality with the pure-torch rasteriser).
 # Results: benchmarks/RESULTS.md, "CPU demo motion". Usage (device tool, repo root, .whl carried):

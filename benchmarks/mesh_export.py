@@ -1,4 +1,4 @@
-"""How faithful ``ds4d-export --mesh`` is to the Gaussians of a trained run (issue 24's measurements).
+"""How faithful ``ds4d-export --mesh`` is to the Gaussians of a trained run: silhouette, colour, motion.
 
 Given a run's config.yml and the folder ``ds4d-export --mesh`` wrote, reports per frame and per
 camera (the dataset's eval cameras, its input cameras where it has none) the silhouette IoU of the

@@ -1,4 +1,4 @@
-"""Issue 11's plot: eval quality of the methods against their training time, from the benchmark records.
+"""The quality-against-time plot: eval quality of the methods against their training time, from the benchmark records.
 
 Reads ``benchmarks/results/issue11-methods-*.json`` (ds4d-eval model at 512 px on the four Consistent4D
 views; runs alone or sharing the GPU through ds4d-batch) and ``issue3-noise1-*.json`` (the earlier sweep,

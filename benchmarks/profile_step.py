@@ -1,4 +1,4 @@
-"""Benchmark: where one training step's time goes (issue 12), with torch's profiler.
+"""Benchmark: where one training step's time goes, with torch's profiler.
 
 Sets up the recipe exactly as ``train_recipe.py`` (so as ``ns-train``), trains through the static
 stage and into the dynamic one, then runs ``--profile-steps`` more iterations of nerfstudio's own

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 12's timings, each run alone on the GPU, one after the other:
+# The recipe's times, each run alone on the GPU, one after the other:
 #   1. the GPU tests (`pytest -m gpu`);
 #   2. the full 1000 + 6000 recipe of ds4d-base and of ds4d (DINOv2-small with random weights: the
 #      timing does not depend on them), with eval PSNR / SSIM / moving-region PSNR;
 #   3. the recipe with LPIPS + Zero123 SDS (full-size networks with random weights), timed on 300 + 900
-#      steps and projected to 1000 + 6000 (`sds_timing.sh`'s projection);
+#      steps and projected to 1000 + 6000 (as `recipe_variants.sh` projects it);
 #   4. a second ds4d-base recipe, when the time left allows (BUDGET_S, default 540 s from the start).
 # Records: OUTDIR/recipe-*.json (train_recipe.py's). Usage: benchmarks/recipe_times_alone.sh OUTDIR [SCENE]
 set -uo pipefail

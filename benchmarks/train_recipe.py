@@ -82,7 +82,7 @@ def eval_psnr_dynamic_region(pipeline, threshold: float = 0.05, dilate_px: int =
 
 def moving_psnr_by_frame(pipeline, split: str) -> dict:
     """PSNR on the moving region (the datamanager's ``motion_mask``) of every view of a split, pooled
-    over the views of each frame: ``{"mean": ..., "by_frame": {frame: psnr}}``; the issue-12 motion numbers."""
+    over the views of each frame: ``{"mean": ..., "by_frame": {frame: psnr}}``; the motion numbers."""
     import torch
 
     from ds4d_ns.evaluation.motion_region import composite_on_white, masked_psnr
