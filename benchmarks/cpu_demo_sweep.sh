@@ -2,7 +2,7 @@
 # Sweeps of CPU-recipe variants for the demo's motion, run on the GPU machine: quality
 # with gsplat on the GPU (the CPU configuration's recipe; only the rasteriser differs) and, in
 # parallel, CPU runs pinned to two cores each (timing, and quality with the pure-torch rasteriser).
-# Results: benchmarks/RESULTS.md, "CPU demo motion". Usage (device tool, repo root, .whl carried):
+# Results: benchmarks/RESULTS.md, "CPU demo". Usage (device tool, repo root, .whl carried):
 #   source .whl/bootstrap.sh && pip install -q --no-deps --no-build-isolation --no-index -e . \
 #     && bash benchmarks/cpu_demo_sweep.sh "$OUT" 1     # or 2: the second sweep
 set -uo pipefail

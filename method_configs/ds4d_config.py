@@ -83,7 +83,7 @@ def make_ds4d_config(
     total = schedule.total
     # The CPU schedule has a twelfth of the dynamic steps: at twice the GPU rates the sample's rotor
     # did not move at all (front-view motion recall 0.003); at ten times it follows the ground truth
-    # (0.79). benchmarks/RESULTS.md, "CPU demo motion".
+    # (0.79). benchmarks/RESULTS.md, "CPU demo".
     deformation_lr_scale = 10.0 if cpu else 1.0
     model = Ds4dModelConfig(
         static_stage_steps=schedule.static_steps,
