@@ -178,6 +178,8 @@ def test_glb_frame_k_is_the_base_plus_target_k_and_the_animation_turns_on_only_t
         shown = base + sum(w * _accessor(gltf, data, t["POSITION"]) for w, t in zip(weights[k], primitive.targets))
         np.testing.assert_allclose(shown, frames[k], atol=1e-5)
     assert gltf.meshes[0].weights == [0.0, 0.0, 1.0, 0.0]  # at rest: the default (middle) frame
+    # the scene's z up becomes glTF's y up (three.js shows it upright: tests/test_export_mesh_browser.py)
+    assert gltf.nodes[0].rotation == pytest.approx([-math.sqrt(0.5), 0.0, 0.0, math.sqrt(0.5)])
     stored = _accessor(gltf, data, primitive.attributes.COLOR_0)[:, :3] / 255.0
     np.testing.assert_allclose(linear_to_srgb(stored), colours, atol=0.02)  # linear in the file, sRGB given
 

@@ -13,11 +13,15 @@ glTF play it as it is:
   with the one-hot weights of that frame, LINEAR: at frame k target k is fully on and the others off,
   and between two frames the vertices move on the straight line between them;
 * the mesh's default weights show the middle frame, so a viewer that ignores animations shows the
-  frame the mesh was made from.
+  frame the mesh was made from;
+* the vertices stay in the scene's own coordinates (z up, the input camera on -y), and the node turns
+  them into glTF's (y up, the front facing +z) by a rotation of -90 degrees about x: a viewer shows the
+  object upright and facing it, and the accessors read back as the PLY frames' coordinates.
 """
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -29,6 +33,10 @@ GENERATOR = "ds4d-ns ds4d-export"
 _FLOAT, _UNSIGNED_BYTE, _UNSIGNED_INT = 5126, 5121, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _TRIANGLES = 4
+
+Z_UP_TO_Y_UP = [-math.sqrt(0.5), 0.0, 0.0, math.sqrt(0.5)]
+"""The node's rotation (glTF quaternion, x y z w): -90 degrees about x, taking the scene's z up to glTF's y up
+and its -y (towards the input camera) to glTF's +z (the front)."""
 
 
 def srgb_to_linear(colours: np.ndarray) -> np.ndarray:
@@ -147,7 +155,7 @@ def animated_glb(
         extensionsUsed=["KHR_materials_unlit"],
         scene=0,
         scenes=[g.Scene(nodes=[0])],
-        nodes=[g.Node(mesh=0, name=name)],
+        nodes=[g.Node(mesh=0, name=name, rotation=Z_UP_TO_Y_UP)],
         meshes=[
             g.Mesh(
                 name=name,

@@ -193,6 +193,7 @@ def export_mesh(
             "animation": "weights, LINEAR, a keyframe per frame at its time in seconds (one-hot)",
             "default_frame": middle,
             "colour": "COLOR_0, linear RGB of the Gaussian renders; KHR_materials_unlit",
+            "node_rotation": "-90 degrees about x: the run's z up is glTF's y up (vertices in the run's coordinates)",
         },
         "settings": {
             "mesh_resolution": resolution,
