@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing+=(libusb-1.0-0)
+# grep without -q: -q stops reading early, ldconfig then dies of SIGPIPE and pipefail calls it missing
+ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null || missing+=(libusb-1.0-0)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the web page's browser test (headless, CPU WebGL)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
