@@ -2,7 +2,8 @@
 # Set up (idempotent), then the main job on the embedded sample: generate it with ds4d-synth,
 # train (ds4d on a CUDA GPU, the small ds4d-cpu configuration otherwise; ds4d-base / ds4d-base-cpu,
 # which need no pretrained weights, when DINOv2, VGG16 or Zero123 cannot be downloaded),
-# evaluate on the held-out views, render front/right/back/left and orbit videos, and export one splat PLY per time step.
+# evaluate on the held-out views, render front/right/back/left and orbit videos, and export the clip: one splat
+# PLY per time step, an animated mesh (mesh/animated.glb) and a web page that plays it (web/).
 # A rerun reuses the sample and a finished training run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +41,9 @@ fi
 ns-eval --load-config "$config" --output-path "$run/eval.json"
 ds4d-render views --load-config "$config" --output-dir "$run/renders" --resolution 256 --num-times 30
 ds4d-render orbit --load-config "$config" --output-dir "$run/renders" --resolution 256 --time 0.5
-ds4d-export --load-config "$config" --output-dir "$run/splats"
+ds4d-export --load-config "$config" --output-dir "$run/splats" --mesh --web
 # does it move? the front video against the input frames, on the pixels whose ground truth changes
 python benchmarks/demo_front_motion.py "$data" "$run/renders/front.mp4" --output "$run/motion.json"
-echo "[demo] done: metrics in $run/eval.json and $run/motion.json, videos in $run/renders, splats in $run/splats"
+echo "[demo] done: metrics in $run/eval.json and $run/motion.json, videos in $run/renders, splats, mesh and web page in $run/splats"
+echo "[demo] play it in a browser: python -m http.server -d $run/splats/web, then open http://localhost:8000"
 echo "[demo] look at it: ns-viewer --load-config $config"
