@@ -30,6 +30,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ds4d_ns.rendering.torch_rasterizer import quat_to_rotmat
+
 DENSITY_LEVEL = 0.5
 """Iso level of the opacity-weighted density: where a flat opaque Gaussian renders alpha 0.5."""
 MAX_SPLAT_RADIUS = 16
@@ -63,23 +65,6 @@ class TriangleMesh:
     @property
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
-
-
-def _rotation_matrices(quats: Float[Tensor, "n 4"]) -> Float[Tensor, "n 3 3"]:
-    """Rotation matrices of (not necessarily unit) wxyz quaternions."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    rows = (
-        1 - 2 * (y * y + z * z),
-        2 * (x * y - w * z),
-        2 * (x * z + w * y),
-        2 * (x * y + w * z),
-        1 - 2 * (x * x + z * z),
-        2 * (y * z - w * x),
-        2 * (x * z - w * y),
-        2 * (y * z + w * x),
-        1 - 2 * (x * x + y * y),
-    )
-    return torch.stack(rows, dim=-1).reshape(-1, 3, 3)
 
 
 def gaussian_bounds(
@@ -134,7 +119,7 @@ def gaussian_density_grid(
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
 
     scales = torch.exp(log_scales).clamp_min(1e-3 * voxel)  # a degenerate axis would make the inverse blow up
-    rotations = _rotation_matrices(quats)
+    rotations = quat_to_rotmat(quats)
     precision = (rotations / scales[:, None, :] ** 2) @ rotations.transpose(1, 2)  # R S^-2 R^T
     radii = torch.ceil(SIGMA_CUTOFF * scales.amax(dim=-1) / voxel).clamp(1, MAX_SPLAT_RADIUS).long()
     # Gaussians are splatted in groups of one window radius: at most MAX_SPLAT_RADIUS Python iterations,
@@ -378,27 +363,17 @@ def render_colour_views(
         numpy arrays: ``images`` [C, H, W, 3] (colour without background), ``alphas``, ``depths``
         [C, H, W], ``viewmats`` [C, 4, 4] (OpenCV world-to-camera), ``Ks`` [C, 3, 3].
     """
-    from nerfstudio.cameras.cameras import Cameras, CameraType
+    from ds4d_ns.rendering.orbit_cameras import orbit_cameras
 
-    from ds4d_ns import camera_layouts
-
-    distance = 1.1 * radius / math.sin(math.radians(fov_deg) / 2)
-    c2w = torch.stack(
-        [camera_layouts.orbit_c2w(camera_layouts.OrbitView(az, el, distance, fov_deg)) for az, el in poses]
-    ).float()
-    c2w[:, :3, 3] += torch.as_tensor(centre, dtype=torch.float32)
-    focal = camera_layouts.focal_from_fov(fov_deg, resolution)
-    n = len(poses)
-    cameras = Cameras(
-        camera_to_worlds=c2w,
-        fx=torch.full((n, 1), focal),
-        fy=torch.full((n, 1), focal),
-        cx=torch.full((n, 1), resolution / 2),
-        cy=torch.full((n, 1), resolution / 2),
-        width=torch.full((n, 1), resolution, dtype=torch.int64),
-        height=torch.full((n, 1), resolution, dtype=torch.int64),
-        camera_type=CameraType.PERSPECTIVE,
-        times=torch.full((n, 1), float(time)),
+    distance = 1.1 * radius / math.sin(math.radians(fov_deg) / 2)  # the ball fills the view
+    cameras = orbit_cameras(
+        [az for az, _ in poses],
+        [float(time)] * len(poses),
+        elevation_deg=[el for _, el in poses],
+        radius=distance,
+        fov_deg=fov_deg,
+        resolution=resolution,
+        centre=[float(c) for c in centre],
     )
     return render_views(model, cameras)
 

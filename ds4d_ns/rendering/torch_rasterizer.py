@@ -55,7 +55,7 @@ _BLOCK_ELEMENTS = 1 << 21
 _MIN_FILL = 0.75
 
 
-def _quat_to_rotmat(quats: Float[Tensor, "n 4"]) -> Float[Tensor, "n 3 3"]:
+def quat_to_rotmat(quats: Float[Tensor, "n 4"]) -> Float[Tensor, "n 3 3"]:
     """Rotation matrices of (not necessarily unit) wxyz quaternions."""
     w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
     rows = (
@@ -74,7 +74,7 @@ def _quat_to_rotmat(quats: Float[Tensor, "n 4"]) -> Float[Tensor, "n 3 3"]:
 
 def gaussian_covariances(quats: Float[Tensor, "n 4"], scales: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3 3"]:
     """World-space covariances ``R S S^T R^T`` of Gaussians with rotation ``quats`` and axis ``scales``."""
-    half = _quat_to_rotmat(quats) * scales[:, None, :]
+    half = quat_to_rotmat(quats) * scales[:, None, :]
     return half @ half.transpose(-1, -2)
 
 
