@@ -1,7 +1,7 @@
 """The quality-against-time plot: eval quality of the methods against their training time, from the benchmark records.
 
-Reads ``benchmarks/results/issue11-methods-*.json`` (ds4d-eval model at 512 px on the four Consistent4D
-views; runs alone or sharing the GPU through ds4d-batch) and ``issue3-noise1-*.json`` (the earlier sweep,
+Reads ``benchmarks/results/methods-through-ds4d-eval-*.json`` (ds4d-eval model at 512 px on the four Consistent4D
+views; runs alone or sharing the GPU through ds4d-batch) and ``option-sweep-noise1-*.json`` (the earlier option sweep,
 nerfstudio's eval split at 256 px, three runs sharing an H100), and writes a PNG with whole-image PSNR and
 moving-region PSNR against training seconds. Every point says how it was timed: a time measured while
 runs shared the GPU is longer than the same run alone. Usage::
@@ -28,7 +28,7 @@ COLOURS = {
 SCENE_MARKERS = {"windmill": "o", "waving": "s"}
 """One marker per ds4d-synth scene."""
 DS4D_EVAL = "ds4d-eval model, 512 px, 4 Consistent4D views (H200)"
-NS_EVAL = "issue-3 sweep: nerfstudio eval split, 256 px (H100)"
+NS_EVAL = "option sweep: nerfstudio eval split, 256 px (H100)"
 """The two protocols: points of the first are filled, of the second hollow."""
 FINAL_STEP = 6999
 """Checkpoint step of a finished 1000 + 6000 recipe."""
@@ -38,7 +38,7 @@ def points() -> List[Dict]:
     """Every scored run: method, scene, pseudo noise, training seconds, whole-image and moving-region PSNR,
     the protocol that scored it and how many runs shared the GPU while it trained."""
     found: List[Dict] = []
-    for path in sorted(RESULTS.glob("issue11-methods-*.json")):
+    for path in sorted(RESULTS.glob("methods-through-ds4d-eval-*.json")):
         record = json.loads(path.read_text())
         for entry in record["alone"].values():
             found.append(
@@ -71,7 +71,7 @@ def points() -> List[Dict]:
                     "sharing": batch["sharing_clips"],
                 }
             )
-    for path in sorted(RESULTS.glob("issue3-noise1-*.json")):
+    for path in sorted(RESULTS.glob("option-sweep-noise1-*.json")):
         record = json.loads(path.read_text())
         if path.stem.endswith(("-linear", "-deformed")):
             continue  # option sweeps, not methods
