@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -61,6 +62,27 @@ class PageError(RuntimeError):
     """The page threw, or an evaluated script failed."""
 
 
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the process group ``process`` leads (started with ``start_new_session``)."""
+    try:
+        os.killpg(process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group has ended
+
+
+def _remove_profile(folder: Path, attempts: int = 20) -> None:
+    """Delete a browser profile folder, retrying while a dying helper process still writes into it."""
+    for _ in range(attempts):
+        try:
+            shutil.rmtree(folder)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 class HeadlessChromium:
     """One headless Chromium with one page, spoken to over the DevTools protocol (a context manager).
 
@@ -86,7 +108,7 @@ class HeadlessChromium:
     def __enter__(self) -> "HeadlessChromium":
         from websockets.sync.client import connect
 
-        self._profile = tempfile.TemporaryDirectory(prefix="ds4d-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="ds4d-chromium-", ignore_cleanup_errors=True)
         args = [
             self.executable,
             "--headless=new",
@@ -108,7 +130,11 @@ class HeadlessChromium:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root (CI containers)
         try:
-            self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # its own process group: Chromium's helpers (renderer, GPU, crash handler) outlive the browser
+            # process for a moment and keep writing the profile, so __exit__ stops the group, not one process
+            self._process = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
             port = self._wait_for_port(Path(self._profile.name) / "DevToolsActivePort")
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
                 targets = json.load(response)
@@ -131,15 +157,17 @@ class HeadlessChromium:
         self._stack.close()  # the DevTools connection
         self._socket = None
         if self._process is not None:
-            self._process.terminate()
+            _signal_group(self._process, signal.SIGTERM)
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                pass
+            _signal_group(self._process, signal.SIGKILL)  # any helper still alive
+            self._process.wait()
             self._process = None
         if self._profile is not None:
-            self._profile.cleanup()
+            _remove_profile(Path(self._profile.name))
+            self._profile.cleanup()  # the folder is gone by now (or left to the system's temp cleaning)
             self._profile = None
 
     def _wait_for_port(self, path: Path) -> int:
