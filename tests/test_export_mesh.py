@@ -406,3 +406,140 @@ def test_a_run_without_a_deformation_field_is_refused_before_anything_is_written
     with pytest.raises(UserError, match="no deformation field"):
         export_sequence(ExportGaussianSequence(load_config=ellipsoid_run, output_dir=out, num_times=3, mesh=True))
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+# ------------------------------------------------------------------ --mesh-texture
+def _glb_texture(gltf, data: bytes) -> np.ndarray:
+    """The glb's base colour texture as floats in [0, 1] (row 0 at v = 0)."""
+    import io
+
+    from PIL import Image
+
+    texture = gltf.textures[gltf.materials[0].pbrMetallicRoughness.baseColorTexture.index]
+    view = gltf.bufferViews[gltf.images[texture.source].bufferView]
+    png = data[view.byteOffset : view.byteOffset + view.byteLength]
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) / 255.0
+
+
+def test_mesh_texture_gives_a_valid_glb_whose_uv_vertices_move_and_look_as_the_untextured_mesh(
+    ellipsoid_run, tmp_path, rigid_field
+):
+    import pygltflib
+    from scipy.spatial import cKDTree
+
+    from ds4d_ns.exporting.mesh_texture import sample_texture
+    from ds4d_ns.scripts.loading import load_trained_model
+
+    out = tmp_path / "export"
+    export_sequence(
+        ExportGaussianSequence(
+            load_config=ellipsoid_run,
+            output_dir=out,
+            num_times=NUM_TIMES,
+            mesh=True,
+            mesh_resolution=64,
+            mesh_faces=4000,
+            mesh_texture=True,
+            mesh_texture_size=256,
+        )
+    )
+    glb = out / "mesh" / "animated.glb"
+    report = _validate(glb)
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+    manifest = json.loads((out / "mesh" / "manifest.json").read_text())
+    gltf = pygltflib.GLTF2().load(str(glb))
+    data = gltf.binary_blob()
+    primitive = gltf.meshes[0].primitives[0]
+    assert primitive.attributes.COLOR_0 is None  # glTF would multiply it with the texture
+    accessor = gltf.accessors[primitive.attributes.TEXCOORD_0]
+    view = gltf.bufferViews[accessor.bufferView]
+    uvs = np.frombuffer(data, np.float32, accessor.count * 2, view.byteOffset).reshape(-1, 2)
+    base = _accessor(gltf, data, primitive.attributes.POSITION)
+    faces = _accessor(gltf, data, primitive.indices).reshape(-1, 3)
+    assert base.shape[0] == manifest["settings"]["texture"]["glb_vertices"] > manifest["num_vertices"]
+    assert faces.shape[0] == manifest["num_faces"]
+
+    # the unwrapped mesh's vertices are copies of the PLY frames' vertices: find each one's original at the
+    # middle frame (where they coincide exactly), then every frame k must be base + target k through that map
+    middle = NUM_TIMES // 2
+    plys = [_ply_frame(out / "mesh" / f"frame_{k:04d}.ply") for k in range(NUM_TIMES)]
+    shown = [base + _accessor(gltf, data, target["POSITION"]) for target in primitive.targets]
+    distance, vmapping = cKDTree(plys[middle][0]).query(shown[middle])
+    assert distance.max() < 1e-5
+    assert len(np.unique(vmapping)) == manifest["num_vertices"]  # every original vertex is there
+    for k in range(NUM_TIMES):
+        np.testing.assert_allclose(shown[k], plys[k][0][vmapping], atol=1e-5)
+    # the same triangles as the PLY frames (faces keep their order through the unwrapping)
+    np.testing.assert_array_equal(vmapping[faces], plys[middle][1])
+
+    # the texture at each vertex's UV is that vertex's colour from the views (the PLY's vertex colour)
+    image = _glb_texture(gltf, data)
+    assert image.shape == (256, 256, 3)
+    sampled = sample_texture(image, uvs)
+    difference = np.abs(sampled - plys[middle][2][vmapping]).max(axis=-1)
+    fidelity = -10 * math.log10(float(np.mean((sampled - plys[middle][2][vmapping]) ** 2)))
+
+    # the textured mesh rendered at the input camera against the Gaussian render (and the vertex-coloured mesh)
+    model, _, _ = load_trained_model(ellipsoid_run)
+    size = 96
+    camera = orbit_cameras([0.0], [0.5], resolution=size, fov_deg=camera_layouts.INPUT_FOVY_DEG)
+    render = model.get_outputs_for_camera(camera)
+    viewmat = opengl_c2w_to_opencv_viewmat(camera.camera_to_worlds)[0]
+    Ks, _, _ = intrinsics_and_size(camera)
+    vertices = torch.from_numpy(shown[middle])
+    drawn = rasterize_mesh(
+        vertices,
+        torch.from_numpy(faces.astype(np.int64)),
+        viewmat,
+        Ks[0],
+        size,
+        size,
+        torch.from_numpy(np.c_[uvs, np.zeros_like(uvs[:, :1])]),  # UVs interpolated as a colour would be
+    )
+    mask = drawn["mask"]
+    textured = torch.ones(size, size, 3)
+    textured[mask] = torch.from_numpy(sample_texture(image, drawn["rgb"][mask].numpy()[:, :2]).astype(np.float32))
+    plain = rasterize_mesh(
+        vertices,
+        torch.from_numpy(faces.astype(np.int64)),
+        viewmat,
+        Ks[0],
+        size,
+        size,
+        torch.from_numpy(plys[middle][2][vmapping]),
+    )
+    vertex_coloured = torch.where(plain["mask"][..., None], plain["rgb"], torch.ones(3))
+    both = mask & (render["accumulation"][..., 0] > 0.5)
+    psnr_textured, psnr_vertex = psnr(textured, render["rgb"], both), psnr(vertex_coloured, render["rgb"], both)
+    print(
+        f"texture at the vertices' UVs vs their colours: PSNR {fidelity:.1f} dB, max {difference.max():.3f}, "
+        f"99th percentile {np.percentile(difference, 99):.3f}; input view at t=0.5 against the Gaussian render: "
+        f"textured {psnr_textured:.1f} dB, vertex colours {psnr_vertex:.1f} dB; "
+        f"texels covered {manifest['settings']['texture']['covered_texels']:.2f}, "
+        f"seen {manifest['settings']['texture']['seen_texels']:.2f}"
+    )
+    assert fidelity > 30.0 and np.percentile(difference, 99) < 0.1
+    assert psnr_textured > 20.0 and psnr_textured > psnr_vertex - 1.0
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--mesh", "--mesh-texture", "--mesh-texture-size", "16"], "--mesh-texture-size"),
+        (["--mesh", "--mesh-texture", "--mesh-texture-size", "100000"], "--mesh-texture-size"),
+        (["--mesh-texture"], "--mesh-texture needs --mesh"),
+    ],
+)
+def test_mesh_texture_flags_out_of_range_are_refused_in_one_line_with_nothing_written(
+    ellipsoid_run, tmp_path, monkeypatch, capsys, flags, named
+):
+    out = tmp_path / "export"
+    argv = ["ds4d-export", "--load-config", str(ellipsoid_run), "--output-dir", str(out), *flags]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        export.entrypoint()
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    message = (captured.out + captured.err).strip()
+    assert named in message and len(message.splitlines()) == 1
+    assert not out.exists()

@@ -3,6 +3,7 @@
 * :func:`rasterize_mesh`: a z-buffered triangle rasteriser in torch (CPU or GPU), sampling pixel
   centres, with perspective-correct depth and vertex-colour interpolation. It counts both windings
   (a silhouette does not depend on which way a triangle faces).
+* :func:`rasterize_flat`: the same sampling of 2D triangles (a UV atlas): face and barycentrics per pixel.
 * :func:`silhouette_iou`: the mesh's coverage against the Gaussian render's alpha > 0.5.
 * :func:`psnr`: of the vertex-coloured mesh against the Gaussian render, both over one background.
 * :func:`motion_distance`: mean distance from the vertices to the nearest opaque Gaussian centre at
@@ -71,6 +72,20 @@ def _candidates(
             g, p = torch.nonzero(inside, as_tuple=True)
             flat = pixel[g, p, 1] * width + pixel[g, p, 0]
             yield flat, index[g], bary[g, p], 1.0 / inverse_depth[g, p]
+
+
+def rasterize_flat(
+    points: Float[Tensor, "v 2"], faces: Int[Tensor, "f 3"], width: int, height: int
+) -> Tuple[Int[Tensor, "h w"], Float[Tensor, "h w 3"]]:
+    """Rasterise non-overlapping 2D triangles (a UV atlas, in texels): at every pixel centre, the face that
+    covers it (-1: none) and the barycentrics there. Where triangles overlap, one of them is kept."""
+    screen = torch.cat([points, torch.ones_like(points[:, :1])], dim=-1)  # depth 1: no perspective
+    face_of = torch.full((height * width,), -1, dtype=torch.long, device=points.device)
+    bary_of = torch.zeros(height * width, 3, dtype=points.dtype, device=points.device)
+    for flat, face, bary, _ in _candidates(screen, faces, width, height):
+        face_of[flat] = face
+        bary_of[flat] = bary
+    return face_of.view(height, width), bary_of.view(height, width, 3)
 
 
 def rasterize_mesh(

@@ -7,6 +7,10 @@ glTF play it as it is:
   indices; an unlit material (``KHR_materials_unlit``, white base colour): the colours are what the
   Gaussians render, lighting included, so a viewer shows them as they are instead of lighting them
   again (a viewer without the extension falls back to the white, rough, non-metal PBR material);
+* with a texture (``ds4d-export --mesh-texture``): TEXCOORD_0 and a PNG embedded in the binary buffer as
+  the material's ``baseColorTexture`` *instead of* COLOR_0: glTF multiplies COLOR_0 with the base
+  colour texture, so writing both would darken every colour to its square; the texture, which holds
+  detail between vertices, is the one kept (the PLY frames keep the vertex colours);
 * one morph target per frame holding POSITION and NORMAL *deltas* from the base (the canonical mesh),
   named ``frame_NNNN`` in ``mesh.extras.targetNames`` (the name list Blender and three.js read);
 * one animation whose ``weights`` sampler has a keyframe per frame at the frame's time in seconds,
@@ -22,6 +26,7 @@ glTF play it as it is:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -33,6 +38,7 @@ GENERATOR = "ds4d-ns ds4d-export"
 _FLOAT, _UNSIGNED_BYTE, _UNSIGNED_INT = 5126, 5121, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _TRIANGLES = 4
+_LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP_TO_EDGE = 9729, 9987, 33071
 
 Z_UP_TO_Y_UP = [-math.sqrt(0.5), 0.0, 0.0, math.sqrt(0.5)]
 """The node's rotation (glTF quaternion, x y z w): -90 degrees about x, taking the scene's z up to glTF's y up
@@ -51,6 +57,15 @@ def linear_to_srgb(colours: np.ndarray) -> np.ndarray:
     return np.where(colours <= 0.0031308, colours * 12.92, 1.055 * np.power(colours, 1 / 2.4) - 0.055)
 
 
+@dataclass(frozen=True)
+class GlbTexture:
+    """A base colour texture: per-vertex UVs (glTF's convention, (0, 0) at the image's top-left corner) and the
+    PNG bytes of an sRGB image."""
+
+    uvs: Float[np.ndarray, "v 2"]
+    png: bytes
+
+
 def target_name(frame: int, num_frames: int) -> str:
     """Name of the morph target of ``frame``: ``frame_0007`` (at least 4 digits, as the PLY frames)."""
     return f"frame_{frame:0{max(4, len(str(num_frames - 1)))}d}"
@@ -66,6 +81,7 @@ def animated_glb(
     frame_normals: Optional[Float[np.ndarray, "t v 3"]] = None,
     default_frame: int = 0,
     name: str = "ds4d",
+    texture: Optional[GlbTexture] = None,
 ) -> bytes:
     """The bytes of a ``.glb`` of the mesh animated through ``frame_positions`` at ``frame_times_s``.
 
@@ -79,6 +95,7 @@ def animated_glb(
             without it the targets move positions only).
         default_frame: the frame whose weight is 1 in the mesh's default weights.
         name: the mesh's and node's name.
+        texture: UVs and a base colour image; with it, ``colours`` are not written (see the module's notes).
     """
     import pygltflib as g
 
@@ -115,12 +132,20 @@ def animated_glb(
         extra = {"min": array.min(axis=0).tolist(), "max": array.max(axis=0).tolist()} if bounds else {}
         return add(array, g.VEC3, _FLOAT, _ARRAY_BUFFER, **extra)  # POSITION accessors must carry min/max
 
-    attributes = g.Attributes(
-        POSITION=vec3(base_positions, bounds=True),
-        NORMAL=vec3(base_normals),
+    attributes = g.Attributes(POSITION=vec3(base_positions, bounds=True), NORMAL=vec3(base_normals))
+    material = g.Material(
+        name="vertex colour",
+        pbrMetallicRoughness=g.PbrMetallicRoughness(
+            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=1.0
+        ),
+        doubleSided=True,  # a thin part may show its back through the decimation's small errors
+        extensions={"KHR_materials_unlit": {}},
+    )
+    images: List[g.Image] = []
+    if texture is None:
         # 8-bit normalised RGBA: a quarter of the floats' size; RGB alone would break the 4-byte alignment
         # that vertex attributes need
-        COLOR_0=add(
+        attributes.COLOR_0 = add(
             np.concatenate(
                 [np.round(srgb_to_linear(np.clip(colours, 0, 1)) * 255), np.full((num_vertices, 1), 255)], axis=1
             ).astype(np.uint8),
@@ -128,8 +153,17 @@ def animated_glb(
             _UNSIGNED_BYTE,
             _ARRAY_BUFFER,
             normalized=True,
-        ),
-    )
+        )
+    else:
+        if texture.uvs.shape != (num_vertices, 2):
+            raise ValueError(f"texture UVs must have shape ({num_vertices}, 2), got {texture.uvs.shape}")
+        attributes.TEXCOORD_0 = add(np.asarray(texture.uvs, np.float32), g.VEC2, _FLOAT, _ARRAY_BUFFER)
+        blob.extend(b"\0" * (-len(blob) % 4))
+        views.append(g.BufferView(buffer=0, byteOffset=len(blob), byteLength=len(texture.png)))  # no target: an image
+        blob.extend(texture.png)
+        images.append(g.Image(bufferView=len(views) - 1, mimeType="image/png"))
+        material.name = "baked texture"
+        material.pbrMetallicRoughness.baseColorTexture = g.TextureInfo(index=0, texCoord=0)
     indices = add(
         faces.astype(np.uint32).reshape(-1),
         g.SCALAR,
@@ -166,16 +200,15 @@ def animated_glb(
                 extras={"targetNames": [target_name(k, num_frames) for k in range(num_frames)]},
             )
         ],
-        materials=[
-            g.Material(
-                name="vertex colour",
-                pbrMetallicRoughness=g.PbrMetallicRoughness(
-                    baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=1.0
-                ),
-                doubleSided=True,  # a thin part may show its back through the decimation's small errors
-                extensions={"KHR_materials_unlit": {}},
-            )
-        ],
+        materials=[material],
+        images=images,
+        # trilinear filtering; clamped at the edges, since the atlas does not tile
+        samplers=[
+            g.Sampler(magFilter=_LINEAR, minFilter=_LINEAR_MIPMAP_LINEAR, wrapS=_CLAMP_TO_EDGE, wrapT=_CLAMP_TO_EDGE)
+        ]
+        if images
+        else [],
+        textures=[g.Texture(sampler=0, source=0)] if images else [],
         animations=[
             g.Animation(
                 name="clip",

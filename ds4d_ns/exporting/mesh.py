@@ -278,34 +278,35 @@ def deform_points(model, points: Float[np.ndarray, "v 3"], times: Sequence[float
     return np.stack(frames)
 
 
-def vertex_colours_from_views(
-    vertices: Float[np.ndarray, "v 3"],
-    normals: Float[np.ndarray, "v 3"],
+def colours_from_views(
+    points: Float[np.ndarray, "p 3"],
+    normals: Float[np.ndarray, "p 3"],
     images: Float[np.ndarray, "c h w 3"],
     alphas: Float[np.ndarray, "c h w"],
     depths: Float[np.ndarray, "c h w"],
     viewmats: Float[np.ndarray, "c 4 4"],
     Ks: Float[np.ndarray, "c 3 3"],
     depth_tolerance: float,
-) -> Tuple[Float[np.ndarray, "v 3"], Float[np.ndarray, " v"]]:
-    """Per-vertex colour: the weighted mean of the rendered colours at the vertex's pixel in every view
-    where it is visible; vertices seen in no view take the colour of the nearest vertex that is seen.
+) -> Tuple[Float[np.ndarray, "p 3"], Float[np.ndarray, " p"], Int[np.ndarray, " p"]]:
+    """Colour of surface points (vertices or texels): the weighted mean of the rendered colours at the
+    point's pixel in every view where it is visible.
 
     Args:
-        vertices, normals: the mesh at the time the views were rendered.
+        points, normals: points on the mesh and its unit normals there, at the time the views were rendered.
         images: rendered colour without background (premultiplied colour divided by alpha), in [0, 1].
         alphas, depths: rendered alpha and expected depth (OpenCV camera z).
         viewmats, Ks: OpenCV world-to-camera matrices and pinhole intrinsics of the views.
-        depth_tolerance: a vertex is visible where it lies at most this far behind the rendered depth.
+        depth_tolerance: a point is visible where it lies at most this far behind the rendered depth.
 
     Returns:
-        ``(colours, coverage)``: colours in [0, 1], and per vertex the number of views it was seen in.
+        ``(colours, weight, seen)``: colours in [0, 1] (0.5 grey where no view sees the point), the sum of
+        the view weights, and the number of views the point was seen in.
     """
     num_views, height, width = alphas.shape
-    total = np.zeros((vertices.shape[0], 3), np.float64)
-    weight = np.zeros(vertices.shape[0], np.float64)
-    seen = np.zeros(vertices.shape[0], np.int64)
-    homogeneous = np.concatenate([vertices, np.ones((vertices.shape[0], 1), np.float32)], axis=-1).astype(np.float64)
+    total = np.zeros((points.shape[0], 3), np.float64)
+    weight = np.zeros(points.shape[0], np.float64)
+    seen = np.zeros(points.shape[0], np.int64)
+    homogeneous = np.concatenate([points, np.ones((points.shape[0], 1), np.float32)], axis=-1).astype(np.float64)
     for view in range(num_views):
         camera = homogeneous @ viewmats[view].T
         z = camera[:, 2]
@@ -317,7 +318,7 @@ def vertex_colours_from_views(
         column, row = np.clip(column, 0, width - 1), np.clip(row, 0, height - 1)
         # facing: cosine between the normal and the direction to the camera (grazing views smear colours)
         camera_centre = -viewmats[view][:3, :3].T @ viewmats[view][:3, 3]
-        to_camera = camera_centre[None] - vertices
+        to_camera = camera_centre[None] - points
         facing = np.einsum("vi,vi->v", normals, to_camera) / np.maximum(np.linalg.norm(to_camera, axis=-1), 1e-9)
         visible = (
             inside
@@ -329,15 +330,36 @@ def vertex_colours_from_views(
         total += w[:, None] * images[view, row, column]
         weight += w
         seen += visible
-    colours = np.full((vertices.shape[0], 3), 0.5)
+    colours = np.full((points.shape[0], 3), 0.5)
     has = weight > 0
     colours[has] = total[has] / weight[has, None]
+    return np.clip(colours, 0.0, 1.0).astype(np.float32), weight, seen
+
+
+def vertex_colours_from_views(
+    vertices: Float[np.ndarray, "v 3"],
+    normals: Float[np.ndarray, "v 3"],
+    images: Float[np.ndarray, "c h w 3"],
+    alphas: Float[np.ndarray, "c h w"],
+    depths: Float[np.ndarray, "c h w"],
+    viewmats: Float[np.ndarray, "c 4 4"],
+    Ks: Float[np.ndarray, "c 3 3"],
+    depth_tolerance: float,
+) -> Tuple[Float[np.ndarray, "v 3"], Int[np.ndarray, " v"]]:
+    """Per-vertex colour from the views (:func:`colours_from_views`, same arguments); vertices seen in no
+    view take the colour of the nearest vertex that is seen.
+
+    Returns:
+        ``(colours, coverage)``: colours in [0, 1], and per vertex the number of views it was seen in.
+    """
+    colours, weight, seen = colours_from_views(vertices, normals, images, alphas, depths, viewmats, Ks, depth_tolerance)
+    has = weight > 0
     if has.any() and not has.all():
         from scipy.spatial import cKDTree
 
         _, nearest = cKDTree(vertices[has]).query(vertices[~has])
         colours[~has] = colours[has][nearest]
-    return np.clip(colours, 0.0, 1.0).astype(np.float32), seen
+    return colours, seen
 
 
 def colour_view_poses(

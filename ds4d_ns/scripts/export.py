@@ -91,6 +91,11 @@ class ExportGaussianSequence:
     without."""
     mesh_faces: int = 50000
     """Face budget of the mesh (100 to 5000000): the surface is simplified to at most this many triangles."""
+    mesh_texture: bool = False
+    """With --mesh: give the glb UVs (unwrapped by xatlas) and a texture baked from the renders instead of vertex
+    colours (the PLY frames keep vertex colours); needs xatlas (the ``mesh`` extra)."""
+    mesh_texture_size: int = 1024
+    """Texels along each side of --mesh-texture's texture (64 to 8192)."""
     web: bool = False
     """Also write ``web/``: a page that plays the clip in a browser (``web/index.html``, served by any static
     file server), with the frames as SPZ and the renderer (Spark, three.js) vendored; needs gsply and the renderer
@@ -145,7 +150,11 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
             without its renderer.
     """
     require_at_least("--num-times", config.num_times)
-    check_mesh_flags(config.mesh_resolution, config.mesh_faces, config.fps)
+    if config.mesh_texture and not config.mesh:
+        raise UserError("--mesh-texture needs --mesh")
+    check_mesh_flags(
+        config.mesh_resolution, config.mesh_faces, config.fps, config.mesh_texture_size, config.mesh_texture
+    )
     run = resolve_run(config.load_config)
     check_checkpoint_folder(run.checkpoint_dir)
     if config.spz or config.web:
@@ -158,6 +167,8 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
     }
     if config.mesh:  # only then: an earlier splat export's settings still match a plain rerun's
         settings.update(mesh=True, mesh_resolution=config.mesh_resolution, mesh_faces=config.mesh_faces, fps=config.fps)
+        if config.mesh_texture:  # only then, as above: an untextured export's settings stay as they were
+            settings.update(mesh_texture=True, mesh_texture_size=config.mesh_texture_size)
     if config.web:
         settings.update(web=True, fps=config.fps)
     output = prepare_output_dir(
@@ -249,6 +260,7 @@ def export_sequence(config: ExportGaussianSequence) -> ExportResult:
                 fps,
                 source=manifest["source"],
                 generator=manifest["generator"],
+                texture_size=config.mesh_texture_size if config.mesh_texture else None,
             )
         if renderer is not None:
             fps = config.fps or _dataset_fps(run) or DEFAULT_FPS
