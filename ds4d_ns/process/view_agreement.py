@@ -10,9 +10,10 @@ The check carves the visual hull of the six pseudo views' silhouettes on their c
 that hull from the input camera. The hull contains every object the views agree on, so when they
 agree with the input, the hull's silhouette covers the input's silhouette (all of it, up to matting
 and the generator's mistakes: real Zero123++ v1.1 views framed as their input covered 94 % of it on
-public data). The share of the input silhouette that is covered is the score; issue 23's re-framed
-import covered 62 %. The hull holds more than the object (six views cannot see every concavity), so
-the score is lenient: it catches views that disagree, it does not grade good ones.
+public data). The share of the input silhouette that is covered is the score; the same views beside
+an input re-cropped after they were made covered 62 %. The hull holds more than the object (six views
+cannot see every concavity), so the score is lenient: it catches views that disagree, it does not grade
+good ones.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import Tensor
 
 from ds4d_ns import camera_layouts
 from ds4d_ns.camera_layouts import OrbitView
+from ds4d_ns.data.dataset_format import middle_frame
 from ds4d_ns.process.visual_hull import VoxelHull, carve
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
@@ -163,8 +165,8 @@ class ViewAgreement:
 
 
 def check_frames(num_frames: int) -> List[int]:
-    """The frames checked: first, middle and last (fewer for short clips)."""
-    return sorted({0, num_frames // 2, num_frames - 1})
+    """The frames checked: first, middle (the canonical frame) and last (fewer for short clips)."""
+    return sorted({0, middle_frame(num_frames), num_frames - 1})
 
 
 def measure_agreement(
