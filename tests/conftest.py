@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Callable, List, Tuple  # noqa: E402
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -111,6 +111,48 @@ def projected_grids(
             cell[mask] = (200, (30 + 4 * k) % 256, 40 + 30 * view, 255)
         grids.append(grid)
     return grids
+
+
+def tiny_cpu_run(root: Path, num_gaussians: int, data: Optional[Path] = None):
+    """A ``ds4d-cpu`` run folder under ``root`` (config saved, no checkpoint yet) and its model on the CPU, with
+    ``num_gaussians`` Gaussians for the caller to set; :func:`save_run_checkpoint` then writes their values."""
+    import torch
+    from nerfstudio.data.scene_box import SceneBox
+
+    from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
+
+    if data is None:
+        data = root / "data"
+        data.mkdir(parents=True, exist_ok=True)
+    config = make_ds4d_config(
+        method_name="ds4d-cpu", static_steps=1, dynamic_steps=1, cpu=True, priors=False, frame_features="none"
+    )
+    config.output_dir, config.experiment_name, config.timestamp = root / "outputs", "tiny", "run"
+    config.pipeline.datamanager.data = data
+    ds4d_parts(config)[1].num_random = num_gaussians
+    config.save_config()
+    model = config.pipeline.model.setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
+        num_train_data=0,
+        metadata={},
+        device="cpu",
+    )
+    return config, model
+
+
+def save_run_checkpoint(config, model, gaussians: Dict[str, Any]) -> Path:
+    """Set ``model``'s Gaussian parameters to ``gaussians`` (splatfacto's names, arrays or tensors), save them as
+    the run's step-2 checkpoint, and return the run's config.yml."""
+    import torch
+
+    from ds4d_ns.io.checkpoints import save_checkpoint_atomic
+
+    with torch.no_grad():
+        for name, values in gaussians.items():
+            model.gauss_params[name].copy_(torch.as_tensor(np.array(values), dtype=torch.float32))
+    weights = {f"_model.{key}": value for key, value in model.state_dict().items()}
+    save_checkpoint_atomic({"step": 2, "pipeline": weights}, config.get_checkpoint_dir() / "step-000000002.ckpt")
+    return config.get_base_dir() / "config.yml"
 
 
 @pytest.fixture

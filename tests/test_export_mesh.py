@@ -20,6 +20,7 @@ from typing import Tuple
 import numpy as np
 import pytest
 import torch
+from conftest import save_run_checkpoint, tiny_cpu_run
 from plyfile import PlyData
 
 from ds4d_ns import camera_layouts
@@ -28,8 +29,6 @@ from ds4d_ns.evaluation.mesh_fidelity import motion_distance, psnr, rasterize_me
 from ds4d_ns.exporting import mesh as mesh_maths
 from ds4d_ns.exporting.gltf import animated_glb, linear_to_srgb
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
-from ds4d_ns.io.checkpoints import save_checkpoint_atomic
-from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.orbit_cameras import orbit_cameras
 from ds4d_ns.scripts import export
@@ -238,25 +237,10 @@ def rigid_field(monkeypatch):
 @pytest.fixture(scope="module")
 def ellipsoid_run(tmp_path_factory):
     """A ds4d-cpu run whose checkpoint holds an opaque ellipsoid shell of Gaussians coloured by height."""
-    root = tmp_path_factory.mktemp("mesh_run")
-    (root / "data").mkdir()
-    config = make_ds4d_config(
-        method_name="ds4d-cpu", static_steps=1, dynamic_steps=1, cpu=True, priors=False, frame_features="none"
-    )
-    config.output_dir, config.experiment_name, config.timestamp = root / "outputs", "tiny", "run"
-    config.pipeline.datamanager.data = root / "data"
-    n = 4000
-    config.pipeline.model.num_random = n
-    config.save_config()
-    from nerfstudio.data.scene_box import SceneBox
     from nerfstudio.models.splatfacto import RGB2SH
 
-    model = config.pipeline.model.setup(
-        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
-        num_train_data=0,
-        metadata={},
-        device="cpu",
-    )
+    n = 4000
+    config, model = tiny_cpu_run(tmp_path_factory.mktemp("mesh_run"), n)
     generator = torch.Generator().manual_seed(0)
     means = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=-1) * torch.tensor(SEMI_AXES)
     height = (means[:, 2:3] / SEMI_AXES[2] + 1) / 2  # 0 at the bottom, 1 at the top
@@ -269,12 +253,7 @@ def ellipsoid_run(tmp_path_factory):
         "features_dc": RGB2SH(colours) if model.config.sh_degree > 0 else torch.logit(colours),
         "features_rest": torch.zeros_like(model.gauss_params["features_rest"]),
     }
-    with torch.no_grad():
-        for name, values in known.items():
-            model.gauss_params[name].copy_(values)
-    weights = {f"_model.{key}": value for key, value in model.state_dict().items()}
-    save_checkpoint_atomic({"step": 2, "pipeline": weights}, config.get_checkpoint_dir() / "step-000000002.ckpt")
-    return config.get_base_dir() / "config.yml"
+    return save_run_checkpoint(config, model, known)
 
 
 def _ply_frame(path: Path):

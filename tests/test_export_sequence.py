@@ -18,16 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_run_checkpoint, tiny_cpu_run
 from plyfile import PlyData
 
 from ds4d_ns.ds4d_model import Ds4dModel
 from ds4d_ns.errors import UserError
 from ds4d_ns.exporting.manifest import frame_file_name
 from ds4d_ns.exporting.splat_frame import SH_C0, logit_colours_to_sh_dc
-from ds4d_ns.io.checkpoints import save_checkpoint_atomic
 from ds4d_ns.io.output_folder import OutputFolderError
 from ds4d_ns.io.writers import write_bytes_atomic
-from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from ds4d_ns.scripts import export
 from ds4d_ns.scripts.export import ExportGaussianSequence, ExportResult, export_sequence
 
@@ -49,23 +48,7 @@ PLY_PROPERTIES = (
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A ds4d-cpu run folder whose checkpoint holds known Gaussians; returns (config.yml, canonical params)."""
-    root = tmp_path_factory.mktemp("run")
-    (root / "data").mkdir()
-    config = make_ds4d_config(
-        method_name="ds4d-cpu", static_steps=1, dynamic_steps=1, cpu=True, priors=False, frame_features="none"
-    )
-    config.output_dir, config.experiment_name, config.timestamp = root / "outputs", "tiny", "run"
-    config.pipeline.datamanager.data = root / "data"
-    config.pipeline.model.num_random = NUM_GAUSSIANS
-    config.save_config()
-    from nerfstudio.data.scene_box import SceneBox
-
-    model = config.pipeline.model.setup(
-        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
-        num_train_data=0,
-        metadata={},
-        device="cpu",
-    )
+    config, model = tiny_cpu_run(tmp_path_factory.mktemp("run"), NUM_GAUSSIANS)
     rng = np.random.default_rng(0)
     rest = model.gauss_params["features_rest"]
     known = {
@@ -79,13 +62,9 @@ def run(tmp_path_factory):
             0.1 * np.arange(3)[None, None, :] + 0.01 * np.arange(rest.shape[1])[None, :, None], rest.shape
         ),
     }
-    with torch.no_grad():
-        for name, values in known.items():
-            model.gauss_params[name].copy_(torch.as_tensor(np.array(values), dtype=torch.float32))
-    weights = {f"_model.{key}": value for key, value in model.state_dict().items()}
-    save_checkpoint_atomic({"step": 2, "pipeline": weights}, config.get_checkpoint_dir() / "step-000000002.ckpt")
+    config_path = save_run_checkpoint(config, model, known)
     canonical = {name: np.array(values, dtype=np.float32) for name, values in known.items()}
-    return config.get_base_dir() / "config.yml", canonical
+    return config_path, canonical
 
 
 @pytest.fixture

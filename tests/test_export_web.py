@@ -21,15 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_run_checkpoint, tiny_cpu_run
 
 from ds4d_ns import camera_layouts
 from ds4d_ns.ds4d_model import Ds4dModel
 from ds4d_ns.errors import UserError
 from ds4d_ns.exporting import web
 from ds4d_ns.exporting.headless_browser import HeadlessChromium, find_chromium, serve_folder
-from ds4d_ns.io.checkpoints import save_checkpoint_atomic
 from ds4d_ns.io.output_folder import OutputFolderError
-from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
 from ds4d_ns.scripts import export
 from ds4d_ns.scripts.export import ExportGaussianSequence, ExportResult, export_sequence
 
@@ -86,21 +85,7 @@ def run(tmp_path_factory):
         for i in range(NUM_TIMES)
     ]
     (data / "transforms.json").write_text(json.dumps({"frames": frames}))
-    config = make_ds4d_config(
-        method_name="ds4d-cpu", static_steps=1, dynamic_steps=1, cpu=True, priors=False, frame_features="none"
-    )
-    config.output_dir, config.experiment_name, config.timestamp = root / "outputs", "tiny", "run"
-    config.pipeline.datamanager.data = data
-    config.pipeline.model.num_random = NUM_POST + NUM_ARM
-    config.save_config()
-    from nerfstudio.data.scene_box import SceneBox
-
-    model = config.pipeline.model.setup(
-        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
-        num_train_data=0,
-        metadata={},
-        device="cpu",
-    )
+    config, model = tiny_cpu_run(root, NUM_POST + NUM_ARM, data)
     rng = np.random.default_rng(0)
     post = rng.uniform([-0.32, -0.08, -0.5], [-0.16, 0.08, 0.3], (NUM_POST, 3))
     arm = rng.uniform([-0.16, -0.06, 0.1], [0.45, 0.06, 0.22], (NUM_ARM, 3))
@@ -113,12 +98,7 @@ def run(tmp_path_factory):
         "features_dc": np.full((n, 3), 1.4),  # a light grey, the same from every side (no higher SH terms)
         "features_rest": np.zeros(tuple(model.gauss_params["features_rest"].shape)),
     }
-    with torch.no_grad():
-        for name, values in known.items():
-            model.gauss_params[name].copy_(torch.as_tensor(np.array(values), dtype=torch.float32))
-    weights = {f"_model.{key}": value for key, value in model.state_dict().items()}
-    save_checkpoint_atomic({"step": 2, "pipeline": weights}, config.get_checkpoint_dir() / "step-000000002.ckpt")
-    return config.get_base_dir() / "config.yml"
+    return save_run_checkpoint(config, model, known)
 
 
 @pytest.fixture

@@ -133,7 +133,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     args.png.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(args.png, np.concatenate(shots.images, axis=1), extension=".png", optimize=True)
-    print(f"{args.png}: {len(shots.images)} shots of {args.glb} ({shots.morph_targets} morph targets)")
+    from nerfstudio.utils.rich_utils import CONSOLE
+    from rich.markup import escape
+
+    CONSOLE.log(escape(f"{args.png}: {len(shots.images)} shots of {args.glb} ({shots.morph_targets} morph targets)"))
 
 
 if __name__ == "__main__":
