@@ -4,6 +4,11 @@ DS4D (after STAG4D) densifies the top 2.5 % of Gaussians by accumulated gradient
 above a fixed threshold, which keeps growth in proportion to the model whatever the image size
 or loss scale. gsplat's :class:`DefaultStrategy` does everything else (split/duplicate choice,
 pruning, opacity reset); only the threshold changes, computed at each refinement.
+
+The running statistics of every step are gathered without reading anything back: gsplat selects the
+Gaussians each camera saw with ``torch.where``, whose output size the host must wait for (three waits
+a step); here the same sums are made over the dense ``[C, N]`` layout with the unseen entries zeroed. The largest screen size is a true maximum
+over the cameras; gsplat's indexed write keeps one camera's value where several saw a Gaussian.
 """
 
 from __future__ import annotations
@@ -53,6 +58,26 @@ class TopFractionStrategy(DefaultStrategy):
             verbose=False,
             grow_top_fraction=config.densify_top_fraction,
         )
+
+    @torch.no_grad()
+    def _update_state(self, params, state: Dict[str, Any], info: Dict[str, Any], packed: bool = False) -> None:
+        if packed:  # the rasteriser is always called unpacked (ds4d_ns.rendering.rasterize); keep gsplat's path
+            return DefaultStrategy._update_state(self, params, state, info, packed=packed)
+        gradient = info[self.key_for_gradient]
+        grads = (gradient.absgrad if self.absgrad else gradient.grad).clone()  # [C, N, 2]
+        # screen-space normalisation to [-1, 1], as gsplat's
+        grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+        grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+        seen = info["radii"] > 0.0  # [C, N]
+        count = len(params["means"])
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(count, device=grads.device)
+        state["grad2d"] += torch.where(seen, grads.norm(dim=-1), 0.0).sum(dim=0)
+        state["count"] += seen.sum(dim=0)
+        if self.refine_scale2d_stop_iter > 0:
+            largest = torch.where(seen, info["radii"] / float(max(info["width"], info["height"])), 0.0).amax(dim=0)
+            torch.maximum(state["radii"], largest, out=state["radii"])
 
     @torch.no_grad()
     def _grow_gs(self, params, optimizers, state: Dict[str, Any], step: int) -> Tuple[int, int]:
