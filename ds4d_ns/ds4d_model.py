@@ -53,13 +53,14 @@ from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
 from ds4d_ns.guidance.priors import TrainingPriors
 from ds4d_ns.guidance.sds_config import SdsConfig
 from ds4d_ns.initial_gaussians import initial_gaussians, random_ball
-from ds4d_ns.losses.photometric import photometric_loss, role_weights
+from ds4d_ns.losses.photometric import role_weights
 from ds4d_ns.model_metrics import image_metrics, load_lpips_metric, step_metrics
 from ds4d_ns.options import WeightsMode
 from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.rendering.torch_rasterizer import RenderMode
+from ds4d_ns.step_graphs import DeformationStep, ImageLosses
 from ds4d_ns.strategy import TopFractionStrategy
 
 
@@ -114,6 +115,10 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     frame times and this makes any time a blend, not a deformation."""
     eval_lpips: bool = True
     """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
+    cuda_graphs: bool = True
+    """In training on a GPU, replay the deformation (with the HexPlane regularisers) and the image losses as
+    CUDA graphs (``ds4d_ns.step_graphs``), captured again when densification changes the Gaussian count.
+    False runs them eagerly, for debugging; the results are the same."""
     motion_loss_weight: float = 0.0
     """Extra weight of the photometric L1 on each view's moving region (pixels whose ground truth changes
     over the clip, ``ds4d_ns.evaluation.motion_region``): a moving pixel counts ``1 + weight`` times. The
@@ -164,6 +169,8 @@ class Ds4dModel(SplatfactoModel):
             extra_feature_dim=0 if bank is None else bank.config.dim,
         )
         self.frame_point_features = None if bank is None else FramePointFeatures(bank)
+        self.deformation_step = DeformationStep(self.deformation, self.config.cuda_graphs)
+        self.image_losses = ImageLosses.from_model_config(self.config)
         self.feature_sampling_points = None if bank is None else bank.config.sampling_points
         self.priors: Optional[TrainingPriors] = None
         self._playback = PlaybackCache()
@@ -231,20 +238,20 @@ class Ds4dModel(SplatfactoModel):
         """Whether the deformation field is in use (always outside training)."""
         return not self.training or self.step >= self.config.static_stage_steps
 
-    def gaussians_at(self, time: float) -> DeformedGaussians:
+    def gaussians_at(self, time: float | Tensor) -> DeformedGaussians:
         """Gaussian geometry at ``time`` (log-scales, unnormalised quaternions)."""
         if not self.dynamic_stage:
             return DeformedGaussians(self.means, self.quats, self.scales)
         features = None if self.frame_point_features is None else self.frame_features_at(time).features
         return self.deformation(self.means, self.quats, self.scales, time, features)
 
-    def frame_features_at(self, time: float) -> FusionResult:
+    def frame_features_at(self, time: float | Tensor) -> FusionResult:
         """Fused frame features of the Gaussians at ``time`` and each view's weight, sampled where the
         configuration says (``sampling_points``): at the canonical centres, or at the centres deformed to
         ``time`` by a first, gradient-free pass fed the canonical centres' features."""
         if self.frame_point_features is None:
             raise RuntimeError("this model has no frame features (--pipeline.datamanager.frame-features.mode none)")
-        points = self.means
+        points, time = self.means, float(time)  # the frames around it are found on the host
         if self.feature_sampling_points == "deformed":
             with torch.no_grad():
                 first_pass = self.frame_point_features(points, time).features
@@ -287,10 +294,10 @@ class Ds4dModel(SplatfactoModel):
         camera = camera.flatten() if len(camera.shape) > 1 else camera
         times = camera.times.view(-1) if camera.times is not None else torch.full((len(camera),), self.canonical_time)
         if self.training and times.is_cuda:
-            # a training batch is one frame's views (the datamanager serves them so): check it on the
-            # GPU without waiting for it, and read the time back once
+            # a training batch is one frame's views (the datamanager serves them so): checked on the GPU
+            # without waiting for it; the time stays there too (the frame features read it back)
             torch._assert_async(torch.all(times == times[0]))
-            return self._render_at_time(camera, float(times[0]))
+            return self._render_at_time(camera, times[0])
         unique_times = torch.unique(times)
         if len(unique_times) == 1:
             return self._render_at_time(camera, float(unique_times[0]))
@@ -304,10 +311,15 @@ class Ds4dModel(SplatfactoModel):
         }
 
     def _render_at_time(
-        self, camera: Cameras, time: float, densify: bool = True, geometry: Optional[DeformedGaussians] = None
+        self, camera: Cameras, time: float | Tensor, densify: bool = True, geometry: Optional[DeformedGaussians] = None
     ) -> Dict[str, Any]:
         """Render cameras at one time (with ``geometry`` when given, else the Gaussians deformed to ``time``);
-        in training the outputs also carry the deformed Gaussians, under ``geometry``."""
+        in training the outputs also carry the deformed Gaussians (``geometry``) and, in the dynamic stage,
+        the HexPlane regularisers computed with them (``regularisers``)."""
+        regularisers: Optional[Dict[str, Tensor]] = None
+        if geometry is None and self.training and self.dynamic_stage:  # deformation + regularisers: one CUDA graph
+            features = None if self.frame_point_features is None else self.frame_features_at(time).features
+            geometry, regularisers = self.deformation_step(self.means, self.quats, self.scales, time, features)
         gaussians = self.playback_geometry(time) if geometry is None else geometry
         means, quats, scales = gaussians.means, gaussians.quats, gaussians.scales
         opacities, features_dc, features_rest = self.opacities, self.features_dc, self.features_rest
@@ -351,6 +363,8 @@ class Ds4dModel(SplatfactoModel):
         outputs: Dict[str, Any] = {"rgb": rgb, "accumulation": alpha, "background": background}
         if self.training:
             outputs["geometry"] = gaussians  # the step's deformed Gaussians, which the priors' renders reuse
+            if regularisers is not None:
+                outputs["regularisers"] = regularisers
         if render_mode == "RGB+ED":
             depth = render[..., 3:4]
             outputs["depth"] = torch.where(alpha > 0, depth, depth.detach().max())
@@ -392,13 +406,8 @@ class Ds4dModel(SplatfactoModel):
         gt_rgb, gt_alpha = self._ground_truth(batch, outputs["background"])
         roles = decode_roles(batch.get("role"), pred.shape[0]).to(self.device)
         weights = role_weights(roles, config.input_rgb_weight, config.pseudo_rgb_weight)
-        loss_dict = {
-            "rgb_loss": photometric_loss(
-                pred, gt_rgb, weights, config.ssim_lambda, batch.get("motion_mask"), config.motion_loss_weight
-            )
-        }
-        if gt_alpha is not None and self.config.mask_loss_weight > 0:
-            loss_dict["mask_loss"] = self.config.mask_loss_weight * (outputs["accumulation"] - gt_alpha).square().mean()
+        alpha, motion_mask = outputs["accumulation"], batch.get("motion_mask")
+        loss_dict = self.image_losses(pred, gt_rgb, weights, alpha, gt_alpha, motion_mask)  # one graph on a GPU
         if self.training and self.priors is not None:
             geometry = outputs.get("geometry")  # the step's deformation: the priors' renders reuse it
 
@@ -416,7 +425,7 @@ class Ds4dModel(SplatfactoModel):
                 )
             )
         if self.training and self.dynamic_stage:
-            regularisers = self.deformation.hexplane.regularisers()
+            regularisers = outputs.get("regularisers") or self.deformation.hexplane.regularisers()
             loss_dict["plane_tv"] = self.config.plane_tv_weight * regularisers["plane_tv"]
             loss_dict["time_smoothness"] = self.config.time_smoothness_weight * regularisers["time_smoothness"]
             loss_dict["time_l1"] = self.config.time_l1_weight * regularisers["time_l1"]

@@ -163,3 +163,14 @@ def test_the_photometric_loss_weights_each_view_by_its_role():
         )
         expected += float(weights[view] * (0.8 * l1 + 0.2 * structural)) / 3
     assert abs(float(photometric_loss(pred, target, weights, 0.2)) - expected) < 1e-5
+
+
+def test_image_size_is_read_once_per_size_tensors_and_again_after_a_write() -> None:
+    from ds4d_ns.rendering.camera_matrices import _image_size
+
+    width, height = torch.tensor([[64], [64]]), torch.tensor([[48], [48]])
+    assert _image_size(width, height) == (64, 48)
+    assert _image_size(width, height) == (64, 48)
+    width[:] = 80  # an in-place write bumps the version: read again
+    assert _image_size(width, height) == (80, 48)
+    assert _image_size(width, torch.tensor([[30]])) == (80, 30)  # another height tensor

@@ -12,6 +12,7 @@ from typing import Tuple
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from torch.utils.weak import WeakTensorKeyDictionary
 
 
 def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Float[Tensor, "c 4 4"]:
@@ -37,10 +38,26 @@ def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3
     What ``Cameras.rescale_output_resolution`` then ``get_intrinsics_matrices`` give (sizes truncated
     as nerfstudio does), without their cost on a GPU: nerfstudio fills a CPU matrix from the device's
     values and rescales in place, each a wait for the GPU; here the matrices are built on the
-    cameras' device and the size is read back once. All cameras must share one size."""
+    cameras' device and the size is read back once (once per cached cameras in training). All cameras must
+    share one size."""
     fx, fy, cx, cy = (getattr(cameras, name).view(-1) * scale for name in ("fx", "fy", "cx", "cy"))
     zero, one = torch.zeros_like(fx), torch.ones_like(fx)
     # float32 whatever the cameras hold, as nerfstudio's matrices (ns-render's camera paths are float64)
     Ks = torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float()
-    width, height = torch.stack([cameras.width.view(-1)[0], cameras.height.view(-1)[0]]).tolist()
+    width, height = _image_size(cameras.width, cameras.height)
     return Ks, int(width * scale), int(height * scale)
+
+
+_SIZES: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+"""Image size read back per width tensor (with the versions of both tensors then)."""
+
+
+def _image_size(width: Tensor, height: Tensor) -> Tuple[int, int]:
+    """The first camera's width and height as numbers, read back once per pair of size tensors: training
+    serves each frame's cameras as the same cached tensors at every step, and each read waits for the GPU."""
+    key = (id(height), width._version, height._version)
+    known = _SIZES.get(width)
+    if known is None or known[0] != key:
+        known = (key, tuple(int(v) for v in torch.stack([width.view(-1)[0], height.view(-1)[0]]).tolist()))
+        _SIZES[width] = known
+    return known[1]

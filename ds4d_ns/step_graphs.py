@@ -1,0 +1,194 @@
+"""CUDA graphs over the parts of a training step whose tensor shapes stay fixed.
+
+A ds4d step on a GPU is bound by the host, not the GPU: about a thousand small kernels and four
+thousand framework operations a step, for some 5 ms of GPU work (``benchmarks/profile_step.py``).
+Two parts have shapes that only densification changes, and are replayed here as CUDA graphs (forward
+and backward each one launch, through ``torch.cuda.make_graphed_callables``):
+
+* the deformation of every Gaussian to the step's time with the HexPlane regularisers (its input
+  shapes change when densification changes the number of Gaussians: it is then captured again,
+  some fifty times in the full recipe);
+* the image losses of the step's views (photometric L1 + SSIM and the alpha term; the batch's shape
+  never changes, one capture per stage).
+
+The rasteriser is not captured: gsplat sizes its tile lists from the data, reading a count back from
+the GPU. Graphs are used in training on a GPU only, with gradients on; everything else (CPU runs,
+evaluation, rendering, the gradient-free first pass of the frame features) calls the same functions
+eagerly, and ``--pipeline.model.cuda-graphs False`` turns them off for debugging (same results:
+``tests/test_step_graphs.py`` checks losses and gradients against eager on a GPU).
+
+A replay writes its outputs into the same memory every time: an output is valid until the next
+call of the same graph, which in training is the next step, after this step's backward has used it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
+from ds4d_ns.losses.photometric import photometric_loss
+
+TensorFunction = Callable[..., Tuple[Tensor, ...]]
+
+
+class _Capturable(nn.Module):
+    """``function`` as a module whose parameters are ``owner``'s: ``make_graphed_callables`` returns the
+    gradients of a module's parameters, and replaces the forward of the module it is given (this
+    wrapper, made anew at each capture, never the owner)."""
+
+    def __init__(self, function: TensorFunction, owner: Optional[nn.Module]) -> None:
+        super().__init__()
+        self.function = function
+        self.owner = owner
+
+    def forward(self, *args: Tensor) -> Tuple[Tensor, ...]:
+        return tuple(self.function(*args))
+
+
+class GraphedFunction:
+    """``function(*tensors) -> tuple of tensors`` replayed as CUDA graphs where it can be.
+
+    Captured on first use and again whenever the inputs' shapes, dtypes or ``requires_grad`` change, or
+    ``owner``'s parameters are replaced (a checkpoint load); the previous capture is dropped first, so its
+    memory is reused. Runs eagerly when disabled, off CUDA, or without gradients (a graph's backward
+    must have a forward to follow).
+
+    Args:
+        function: pure in its tensor arguments and ``owner``'s parameters; returns a tuple of tensors.
+        owner: the module whose parameters ``function`` reads (their gradients come back from the graph).
+        enabled: False always runs ``function`` eagerly.
+    """
+
+    def __init__(self, function: TensorFunction, owner: Optional[nn.Module] = None, enabled: bool = True) -> None:
+        self.function = function
+        self.owner = owner
+        self.enabled = enabled
+        self.captures = 0
+        """How many times the function was captured (a capture costs a few eager calls and a synchronisation)."""
+        self._graphed: Optional[nn.Module] = None
+        self._key: Optional[tuple] = None
+
+    def __call__(self, *args: Tensor) -> Tuple[Tensor, ...]:
+        if not (self.enabled and args and args[0].is_cuda and torch.is_grad_enabled()):
+            return tuple(self.function(*args))
+        parameters = () if self.owner is None else tuple(id(p) for p in self.owner.parameters())
+        key = (tuple((a.shape, a.dtype, a.requires_grad) for a in args), parameters)
+        if key != self._key or self._graphed is None:
+            self._graphed, self._key = None, None  # release the old graphs' memory before capturing again
+            samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
+            capturable = _Capturable(self.function, self.owner)
+            self._graphed = torch.cuda.make_graphed_callables(capturable, samples, allow_unused_input=True)
+            self._key = key
+            self.captures += 1
+        return self._graphed(*args)
+
+
+def deformation_with_regularisers(
+    field: DeformationField,
+    means: Float[Tensor, "n 3"],
+    quats: Float[Tensor, "n 4"],
+    scales: Float[Tensor, "n 3"],
+    time: Float[Tensor, ""],
+    extra_features: Optional[Float[Tensor, "n extra"]] = None,
+) -> Tuple[DeformedGaussians, Dict[str, Float[Tensor, ""]]]:
+    """The Gaussians deformed to ``time`` and the HexPlane's regularisers (unweighted), the step's whole
+    use of the deformation field."""
+    deformed = field(means, quats, scales, time, extra_features)
+    return deformed, field.hexplane.regularisers()
+
+
+REGULARISER_NAMES: Tuple[str, ...] = ("plane_tv", "time_smoothness", "time_l1")
+
+
+class DeformationStep:
+    """:func:`deformation_with_regularisers` through a :class:`GraphedFunction` owned by the field."""
+
+    def __init__(self, field: DeformationField, enabled: bool) -> None:
+        self.field = field
+
+        def flat(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor, *extra: Tensor) -> Tuple[Tensor, ...]:
+            deformed, regularisers = deformation_with_regularisers(
+                field, means, quats, scales, time, extra[0] if extra else None
+            )
+            return (deformed.means, deformed.quats, deformed.scales, *(regularisers[n] for n in REGULARISER_NAMES))
+
+        self.graphed = GraphedFunction(flat, owner=field, enabled=enabled)
+
+    def __call__(
+        self,
+        means: Float[Tensor, "n 3"],
+        quats: Float[Tensor, "n 4"],
+        scales: Float[Tensor, "n 3"],
+        time: float | Float[Tensor, ""],
+        extra_features: Optional[Float[Tensor, "n extra"]] = None,
+    ) -> Tuple[DeformedGaussians, Dict[str, Float[Tensor, ""]]]:
+        if not isinstance(time, Tensor):  # made on the device: a number copied there would wait for the GPU
+            time = means.new_full((), float(time))
+        extra = () if extra_features is None else (extra_features,)
+        outputs = self.graphed(means, quats, scales, time.reshape(()).to(means), *extra)
+        return DeformedGaussians(*outputs[:3]), dict(zip(REGULARISER_NAMES, outputs[3:]))
+
+
+class ImageLosses:
+    """The photometric and alpha terms of a batch of views, through :class:`GraphedFunction` (one per
+    combination of optional inputs present).
+
+    Args:
+        ssim_lambda: weight of 1 - SSIM against L1 (splatfacto's ``ssim_lambda``).
+        motion_weight: extra weight of the moving region in the L1 term.
+        mask_weight: weight of the alpha loss; 0 leaves it out.
+        enabled: False runs eagerly.
+    """
+
+    def __init__(self, ssim_lambda: float, motion_weight: float, mask_weight: float, enabled: bool) -> None:
+        self.ssim_lambda, self.motion_weight, self.mask_weight = ssim_lambda, motion_weight, mask_weight
+        self.enabled = enabled
+        self._graphs: Dict[Tuple[bool, bool], GraphedFunction] = {}
+
+    @classmethod
+    def from_model_config(cls, config: Any) -> "ImageLosses":
+        """The image losses of a ``Ds4dModelConfig`` (its ``ssim_lambda``, ``motion_loss_weight``,
+        ``mask_loss_weight`` and ``cuda_graphs``)."""
+        return cls(config.ssim_lambda, config.motion_loss_weight, config.mask_loss_weight, config.cuda_graphs)
+
+    def __call__(
+        self,
+        pred: Float[Tensor, "views h w 3"],
+        target: Float[Tensor, "views h w 3"],
+        view_weights: Float[Tensor, " views"],
+        alpha: Optional[Float[Tensor, "views h w 1"]] = None,
+        target_alpha: Optional[Float[Tensor, "views h w 1"]] = None,
+        motion_mask: Optional[Bool[Tensor, "views h w"]] = None,
+    ) -> Dict[str, Float[Tensor, ""]]:
+        """``{"rgb_loss": ..., "mask_loss": ...}`` (no mask loss without a target alpha or with weight 0)."""
+        with_alpha = alpha is not None and target_alpha is not None and self.mask_weight > 0
+        with_motion = motion_mask is not None and self.motion_weight != 0.0
+        layout = (with_alpha, with_motion)
+        if layout not in self._graphs:
+            self._graphs[layout] = GraphedFunction(self._function(*layout), enabled=self.enabled)
+        args = [pred, target, view_weights]
+        if with_alpha:
+            assert alpha is not None and target_alpha is not None
+            args += [alpha, target_alpha]
+        if with_motion:
+            assert motion_mask is not None
+            args.append(motion_mask)
+        outputs = self._graphs[layout](*args)
+        return dict(zip(("rgb_loss", "mask_loss") if with_alpha else ("rgb_loss",), outputs))
+
+    def _function(self, with_alpha: bool, with_motion: bool) -> TensorFunction:
+        ssim_lambda, motion_weight, mask_weight = self.ssim_lambda, self.motion_weight, self.mask_weight
+
+        def losses(pred: Tensor, target: Tensor, view_weights: Tensor, *rest: Tensor) -> Tuple[Tensor, ...]:
+            motion_mask = rest[-1] if with_motion else None
+            rgb = photometric_loss(pred, target, view_weights, ssim_lambda, motion_mask, motion_weight)
+            if not with_alpha:
+                return (rgb,)
+            alpha, target_alpha = rest[0], rest[1]
+            return rgb, mask_weight * (alpha - target_alpha).square().mean()
+
+        return losses

@@ -1,0 +1,180 @@
+"""The training step's graphed parts (``ds4d_ns.step_graphs``) against the eager code they replace.
+
+On the CPU the graphed functions run eagerly and must equal the model's terms written out; on a GPU
+(``gpu`` marker) the CUDA-graph replays must give the eager values and gradients, across new inputs
+and a change of the Gaussian count (a new capture).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Tuple
+
+import pytest
+import torch
+from torch import Tensor
+
+from ds4d_ns.fields.deformation import DeformationField
+from ds4d_ns.losses.photometric import photometric_loss
+from ds4d_ns.step_graphs import DeformationStep, GraphedFunction, ImageLosses
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+
+def _field(device: str, extra: int = 0) -> DeformationField:
+    torch.manual_seed(0)
+    aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    field = DeformationField(aabb, 8, 5, (1, 2), 4, mlp_width=16, extra_feature_dim=extra).to(device)
+    for head in (field.position_head, field.rotation_head, field.scale_head):  # non-zero heads: real gradients
+        torch.nn.init.normal_(head[-1].weight, std=0.1)
+    with torch.no_grad():
+        for parameter in field.hexplane.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return field
+
+
+def _gaussians(count: int, device: str, seed: int) -> List[Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    shapes = ((count, 3), (count, 4), (count, 3))
+    return [torch.randn(*shape, generator=generator).to(device).requires_grad_(True) for shape in shapes]
+
+
+def _deformation_terms(step: Callable, field: DeformationField, tensors: List[Tensor], time: float) -> Tuple:
+    """Values of the step's outputs and gradients of one scalar built from all of them."""
+    deformed, regularisers = step(*tensors, torch.tensor(time, device=tensors[0].device))
+    total = (deformed.means.sin().sum() + deformed.quats.square().sum() + deformed.scales.exp().sum()) * 1e-2
+    total = total + sum(regularisers.values())
+    parameters = [*tensors, *field.parameters()]
+    grads = torch.autograd.grad(total, parameters, allow_unused=True)
+    values = [deformed.means, deformed.quats, deformed.scales, *regularisers.values()]
+    return [v.detach().clone() for v in values], [None if g is None else g.clone() for g in grads]
+
+
+def _eager_deformation(field: DeformationField) -> Callable:
+    def step(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor):
+        return field(means, quats, scales, time), field.hexplane.regularisers()
+
+    return step
+
+
+def test_deformation_step_off_cuda_is_the_field_and_its_regularisers() -> None:
+    field = _field("cpu")
+    step = DeformationStep(field, enabled=True)
+    tensors = _gaussians(40, "cpu", 1)
+    ours = _deformation_terms(step, field, tensors, 0.3)
+    reference = _deformation_terms(_eager_deformation(field), field, tensors, 0.3)
+    for a, b in zip(ours[0] + ours[1], reference[0] + reference[1]):
+        torch.testing.assert_close(a, b)
+    assert step.graphed.captures == 0  # nothing captured off CUDA
+
+
+def _image_batch(device: str, seed: int, views: int = 3) -> Dict[str, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    size = (views, 24, 20)
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(*shape, generator=generator).to(device)
+
+    return {
+        "pred": rand(*size, 3).requires_grad_(True),
+        "target": rand(*size, 3),
+        "weights": torch.tensor([1.0, 0.5, 0.5][:views], device=device),
+        "alpha": rand(*size, 1).requires_grad_(True),
+        "target_alpha": rand(*size, 1),
+        "motion": (rand(*size) > 0.7),
+    }
+
+
+def _written_out(batch: Dict[str, Tensor], ssim_lambda: float, motion: float, mask: float) -> Dict[str, Tensor]:
+    """The model's photometric and alpha terms as they were written before the graphs."""
+    rgb = photometric_loss(batch["pred"], batch["target"], batch["weights"], ssim_lambda, batch["motion"], motion)
+    return {"rgb_loss": rgb, "mask_loss": mask * (batch["alpha"] - batch["target_alpha"]).square().mean()}
+
+
+def test_image_losses_off_cuda_equal_the_terms_written_out() -> None:
+    batch = _image_batch("cpu", 0)
+    losses = ImageLosses(0.2, 2.0, 0.7, enabled=True)
+    ours = losses(
+        batch["pred"], batch["target"], batch["weights"], batch["alpha"], batch["target_alpha"], batch["motion"]
+    )
+    reference = _written_out(batch, 0.2, 2.0, 0.7)
+    assert ours.keys() == reference.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], reference[key])
+    # without a target alpha there is no alpha term, and a zero motion weight ignores the mask
+    plain = ImageLosses(0.2, 0.0, 0.7, enabled=True)(batch["pred"], batch["target"], batch["weights"], batch["alpha"])
+    assert list(plain) == ["rgb_loss"]
+    expected = photometric_loss(batch["pred"], batch["target"], batch["weights"], 0.2)
+    torch.testing.assert_close(plain["rgb_loss"], expected)
+
+
+def test_graphed_function_runs_eagerly_when_disabled_or_without_gradients() -> None:
+    calls: List[int] = []
+
+    def double(x: Tensor) -> Tuple[Tensor]:
+        calls.append(1)
+        return (2 * x,)
+
+    graphed = GraphedFunction(double, enabled=False)
+    assert torch.equal(graphed(torch.ones(2))[0], torch.full((2,), 2.0))
+    with torch.no_grad():
+        GraphedFunction(double, enabled=True)(torch.ones(2))
+    assert len(calls) == 2 and graphed.captures == 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graphed_deformation_equals_eager_across_inputs_and_a_new_count() -> None:
+    field = _field("cuda")
+    graphed = DeformationStep(field, enabled=True)
+    eager = _eager_deformation(field)
+    for count, seed, time in ((300, 1, 0.1), (300, 2, 0.8), (420, 3, 0.5), (420, 4, 0.0)):
+        tensors = _gaussians(count, "cuda", seed)
+        ours = _deformation_terms(graphed, field, tensors, time)
+        reference = _deformation_terms(eager, field, tensors, time)
+        for a, b in zip(ours[0], reference[0]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        for a, b in zip(ours[1], reference[1]):
+            # grid_sample's backward adds with atomics: the order of the sums differs between runs
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert graphed.graphed.captures == 2  # one capture per Gaussian count
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graphed_deformation_with_frame_features_returns_their_gradient() -> None:
+    field = _field("cuda", extra=6)
+    graphed = DeformationStep(field, enabled=True)
+    tensors = _gaussians(200, "cuda", 5)
+    features = torch.randn(200, 6, device="cuda", requires_grad=True)
+    results = []
+    for step in (graphed, lambda *a: (field(*a), field.hexplane.regularisers())):
+        deformed, _ = step(*tensors, torch.tensor(0.4, device="cuda"), features)
+        results.append(torch.autograd.grad(deformed.means.square().sum(), features)[0])
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_graphed_image_losses_equal_eager_values_and_gradients() -> None:
+    graphed = ImageLosses(0.2, 2.0, 0.7, enabled=True)
+    for seed in range(3):
+        batch = _image_batch("cuda", seed, views=7)
+        args = (
+            batch["pred"],
+            batch["target"],
+            batch["weights"],
+            batch["alpha"],
+            batch["target_alpha"],
+            batch["motion"],
+        )
+        ours = graphed(*args)
+        reference = _written_out(batch, 0.2, 2.0, 0.7)
+        total_ours, total_reference = sum(ours.values()), sum(reference.values())
+        grads_ours = torch.autograd.grad(total_ours, [batch["pred"], batch["alpha"]])
+        grads_reference = torch.autograd.grad(total_reference, [batch["pred"], batch["alpha"]])
+        torch.testing.assert_close(total_ours, total_reference, rtol=1e-5, atol=1e-7)
+        for a, b in zip(grads_ours, grads_reference):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+    assert sum(graph.captures for graph in graphed._graphs.values()) == 1
