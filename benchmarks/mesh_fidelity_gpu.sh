@@ -6,6 +6,7 @@
 # Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
 #   bash benchmarks/mesh_fidelity_gpu.sh OUTDIR [SCENE ...]
 # Records: OUTDIR/mesh-SCENE.json, OUTDIR/recipe-SCENE.json, OUTDIR/eval-SCENE/metrics.json, logs beside them.
+# RECIPE_ARGS (environment): more train_recipe.py flags, e.g. "--model-set cuda_graphs=False".
 set -uo pipefail
 out=$1
 shift
@@ -15,7 +16,7 @@ work=/tmp/ds4d-mesh
 mkdir -p "$out"
 for scene in "${scenes[@]}"; do
   python3 benchmarks/train_recipe.py --scene "$scene" --workdir "$work" --tag "mesh-$scene" --method ds4d-base \
-    --output "$out/recipe-$scene.json" > "$out/recipe-$scene.log" 2>&1 || tail -5 "$out/recipe-$scene.log"
+    ${RECIPE_ARGS:-} --output "$out/recipe-$scene.json" > "$out/recipe-$scene.log" 2>&1 || tail -5 "$out/recipe-$scene.log"
   config=$(ls "$work"/outputs/"$scene"-30x256-noise0.0-mesh-"$scene"/*/bench/config.yml 2>/dev/null | head -1)
   if [ -z "$config" ]; then echo "$scene: no trained run"; continue; fi
   ds4d-eval model --load-config "$config" --metrics psnr ssim --output-dir "$out/eval-$scene" \

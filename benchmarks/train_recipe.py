@@ -11,7 +11,9 @@ Targets of the end-to-end issue: eval PSNR >= 28 dB, under 10 minutes on one H10
 DINOv2 weights cannot be downloaded, ``--feature-weights random-init`` builds its architecture with
 random weights; the record and every log line then name the backbone "[RANDOM weights, not pretrained]".
 Besides whole-image PSNR the record has the PSNR of the dynamic region of each eval view (pixels
-whose ground truth changes over the clip) and the median time of a dynamic-stage step.
+whose ground truth changes over the clip) and the median time of a dynamic-stage step (GPU time
+between CUDA events around each iteration: the run is never synchronised for the measurement).
+``--model-set cuda_graphs=False`` times the eager step.
 """
 
 from __future__ import annotations
@@ -220,25 +222,41 @@ def main() -> None:
     import torch
 
     trainer, synth_seconds = build_trainer(args)
-    step_ms: list = []
+    step_events: list = []
     train_iteration = trainer.train_iteration
 
     def timed_iteration(step: int):
-        torch.cuda.synchronize()
-        begin = time.perf_counter()
+        # CUDA events, not a synchronisation around each step: the host may run ahead of the GPU, as it
+        # does in ns-train (the records before 2026-12-08 synchronised twice a step, which slowed the run)
+        if not torch.cuda.is_available():  # a CPU smoke run: wall time
+            begin_s = time.perf_counter()
+            result = train_iteration(step)
+            step_events.append(1000 * (time.perf_counter() - begin_s))
+            return result
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
         result = train_iteration(step)
-        torch.cuda.synchronize()
-        step_ms.append(1000 * (time.perf_counter() - begin))
+        end.record()
+        step_events.append((begin, end))
         return result
 
     trainer.train_iteration = timed_iteration
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     trainer.train()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     train_seconds = time.perf_counter() - started
-    peak_gib = torch.cuda.max_memory_allocated() / 2**30
+    step_ms = [event if isinstance(event, float) else event[0].elapsed_time(event[1]) for event in step_events]
+    model = trainer.pipeline.model
+    graph_captures = {
+        "deformation": model.deformation_step.graphed.captures,
+        "image_losses": model.image_losses.captures,
+    }
+    peak_gib = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     metrics = trainer.pipeline.get_average_eval_image_metrics()
     per_view = eval_psnr_per_view(trainer.pipeline)
     dynamic_region = eval_psnr_dynamic_region(trainer.pipeline)
@@ -251,7 +269,7 @@ def main() -> None:
         "benchmark": "train_recipe",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -281,6 +299,8 @@ def main() -> None:
         "median_static_step_ms": round(sorted(step_ms[: args.static_steps])[args.static_steps // 2], 2)
         if args.static_steps
         else None,
+        "cuda_graphs": bool(model_config.cuda_graphs),
+        "cuda_graph_captures": graph_captures,
         "model_overrides": args.model_set,
         "pipeline_overrides": args.pipeline_set,
         "feature_overrides": args.features_set,

@@ -149,6 +149,11 @@ class ImageLosses:
         self.enabled = enabled
         self._graphs: Dict[Tuple[bool, bool], GraphedFunction] = {}
 
+    @property
+    def captures(self) -> int:
+        """CUDA-graph captures so far, over the layouts used."""
+        return sum(graph.captures for graph in self._graphs.values())
+
     @classmethod
     def from_model_config(cls, config: Any) -> "ImageLosses":
         """The image losses of a ``Ds4dModelConfig`` (its ``ssim_lambda``, ``motion_loss_weight``,

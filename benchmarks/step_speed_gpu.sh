@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The training step's speed levers on one GPU, each run alone, one after the other (what it measures is
+# in benchmarks/RESULTS.md, "Training time and where a step goes"):
+#   1. the CUDA-graph tests (`pytest -m gpu tests/test_step_graphs.py`); if they fail, every run below
+#      is eager (--model-set cuda_graphs=False) so the call still yields its other figures;
+#   2. the mesh export on both sample scenes (benchmarks/mesh_fidelity_gpu.sh: trains ds4d-base with the
+#      default step, so its windmill record is also the first timed run with CUDA graphs);
+#   3. ds4d-base on windmill eager (cuda_graphs=False): the step as before, on this machine;
+#   4. ds4d-base on windmill with graphs again (the second run the targets ask for);
+#   5. the step profile, graphs and eager (short schedule), while the time left (BUDGET_S) allows;
+#   6. ds4d (DINOv2-small, random weights) with graphs and eager, while the time left allows.
+# Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
+#   bash benchmarks/step_speed_gpu.sh OUTDIR
+# Records: OUTDIR/recipe-*.json (train_recipe.py), OUTDIR/profile-*.json, OUTDIR/mesh-*.json; logs beside them.
+set -uo pipefail
+out=$1
+budget=${BUDGET_S:-570}
+work=/tmp/ds4d-bench
+mkdir -p "$out"
+summary() {  # one line per record
+  python3 - "$1" <<'PY' || true
+import json, sys
+r = json.load(open(sys.argv[1]))
+e = r["eval"]
+print(f"{r['tag']:14s} {r['method']:9s} graphs={r.get('cuda_graphs')} train {r['train_seconds']} s, static "
+      f"{r['median_static_step_ms']} ms, dynamic {r['median_dynamic_step_ms']} ms | psnr {e.get('psnr', 0):.2f} "
+      f"ssim {e.get('ssim', 0):.4f} | {r['num_gaussians']} Gaussians, {r['peak_gpu_memory_gib']} GiB, "
+      f"captures {r.get('cuda_graph_captures')}")
+PY
+}
+recipe() {  # tag, then train_recipe.py arguments
+  local tag=$1
+  shift
+  python3 benchmarks/train_recipe.py --scene windmill --workdir "$work" --tag "$tag" --output "$out/recipe-$tag.json" \
+    $eager "$@" > "$out/recipe-$tag.log" 2>&1 || tail -5 "$out/recipe-$tag.log"
+  summary "$out/recipe-$tag.json"
+  echo "  (${SECONDS} s)"
+}
+profile() {  # tag, then profile_step.py arguments
+  local tag=$1
+  shift
+  python3 benchmarks/profile_step.py --static-steps 100 --warmup-steps 300 --profile-steps 30 --tag "$tag" \
+    --output "$out/profile-$tag.json" $eager "$@" > "$out/profile-$tag.log" 2>&1 || tail -5 "$out/profile-$tag.log"
+  grep -E "step|syncs|busy|floor" "$out/profile-$tag.log" | tail -6
+  echo "  (${SECONDS} s)"
+}
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt" 2>&1
+git rev-parse HEAD >> "$out/machine.txt" 2>/dev/null
+eager=""
+if ! timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graphs.py > "$out/pytest-graphs.log" 2>&1; then
+  eager="--model-set cuda_graphs=False"
+  echo "CUDA-graph tests failed: every run below is eager"
+fi
+echo "pytest -m gpu tests/test_step_graphs.py: $(tail -1 "$out/pytest-graphs.log") (${SECONDS} s)"
+RECIPE_ARGS="$eager" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" windmill waving
+summary "$out/recipe-windmill.json"
+echo "  (${SECONDS} s)"
+recipe base-eager --method ds4d-base --model-set cuda_graphs=False
+recipe base-graphs2 --method ds4d-base
+((SECONDS + 60 < budget)) && profile base-graphs --method ds4d-base
+((SECONDS + 60 < budget)) && profile base-eager --method ds4d-base --model-set cuda_graphs=False
+((SECONDS + 120 < budget)) && recipe ds4d-graphs --method ds4d --feature-weights random-init
+((SECONDS + 150 < budget)) && recipe ds4d-eager --method ds4d --feature-weights random-init --model-set cuda_graphs=False
+echo "done (${SECONDS} s)"
