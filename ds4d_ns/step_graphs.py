@@ -3,7 +3,7 @@
 A ds4d step on a GPU is bound by the host, not the GPU: about a thousand small kernels and four
 thousand framework operations a step, for some 5 ms of GPU work (``benchmarks/profile_step.py``).
 Two parts have shapes that only densification changes, and are replayed here as CUDA graphs (forward
-and backward each one launch, through ``torch.cuda.make_graphed_callables``):
+and backward each one launch, through :class:`ds4d_ns.cuda_graphs.GraphedFunction`):
 
 * the deformation of every Gaussian to the step's time with the HexPlane regularisers (its input
   shapes change when densification changes the number of Gaussians: it is then captured again,
@@ -19,72 +19,19 @@ eagerly, and ``--pipeline.model.cuda-graphs False`` turns them off for debugging
 
 A replay writes its outputs into the same memory every time: an output is valid until the next
 call of the same graph, which in training is the next step, after this step's backward has used it.
+The SDS networks are graphed the same way (``ds4d_ns.guidance.zero123``, ``ds4d_ns.guidance.priors``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-import torch
 from jaxtyping import Bool, Float
-from torch import Tensor, nn
+from torch import Tensor
 
+from ds4d_ns.cuda_graphs import GraphedFunction, TensorFunction
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.losses.photometric import photometric_loss
-
-TensorFunction = Callable[..., Tuple[Tensor, ...]]
-
-
-class _Capturable(nn.Module):
-    """``function`` as a module whose parameters are ``owner``'s: ``make_graphed_callables`` returns the
-    gradients of a module's parameters, and replaces the forward of the module it is given (this
-    wrapper, made anew at each capture, never the owner)."""
-
-    def __init__(self, function: TensorFunction, owner: Optional[nn.Module]) -> None:
-        super().__init__()
-        self.function = function
-        self.owner = owner
-
-    def forward(self, *args: Tensor) -> Tuple[Tensor, ...]:
-        return tuple(self.function(*args))
-
-
-class GraphedFunction:
-    """``function(*tensors) -> tuple of tensors`` replayed as CUDA graphs where it can be.
-
-    Captured on first use and again whenever the inputs' shapes, dtypes or ``requires_grad`` change, or
-    ``owner``'s parameters are replaced (a checkpoint load); the previous capture is dropped first, so its
-    memory is reused. Runs eagerly when disabled, off CUDA, or without gradients (a graph's backward
-    must have a forward to follow).
-
-    Args:
-        function: pure in its tensor arguments and ``owner``'s parameters; returns a tuple of tensors.
-        owner: the module whose parameters ``function`` reads (their gradients come back from the graph).
-        enabled: False always runs ``function`` eagerly.
-    """
-
-    def __init__(self, function: TensorFunction, owner: Optional[nn.Module] = None, enabled: bool = True) -> None:
-        self.function = function
-        self.owner = owner
-        self.enabled = enabled
-        self.captures = 0
-        """How many times the function was captured (a capture costs a few eager calls and a synchronisation)."""
-        self._graphed: Optional[nn.Module] = None
-        self._key: Optional[tuple] = None
-
-    def __call__(self, *args: Tensor) -> Tuple[Tensor, ...]:
-        if not (self.enabled and args and args[0].is_cuda and torch.is_grad_enabled()):
-            return tuple(self.function(*args))
-        parameters = () if self.owner is None else tuple(id(p) for p in self.owner.parameters())
-        key = (tuple((a.shape, a.dtype, a.requires_grad) for a in args), parameters)
-        if key != self._key or self._graphed is None:
-            self._graphed, self._key = None, None  # release the old graphs' memory before capturing again
-            samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
-            capturable = _Capturable(self.function, self.owner)
-            self._graphed = torch.cuda.make_graphed_callables(capturable, samples, allow_unused_input=True)
-            self._key = key
-            self.captures += 1
-        return self._graphed(*args)
 
 
 def deformation_with_regularisers(

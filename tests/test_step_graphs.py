@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch import Tensor
 
+from ds4d_ns.cuda_graphs import GraphedFunction
 from ds4d_ns.fields.deformation import DeformationField
 from ds4d_ns.losses.photometric import photometric_loss
-from ds4d_ns.step_graphs import DeformationStep, GraphedFunction, ImageLosses
+from ds4d_ns.step_graphs import DeformationStep, ImageLosses
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
