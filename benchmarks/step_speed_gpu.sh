@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The training step's speed levers on one GPU, each run alone, one after the other (what it measures is
 # in benchmarks/RESULTS.md, "Training time and where a step goes"):
-#   1. the CUDA-graph tests (`pytest -m gpu tests/test_step_graphs.py`); if they fail, every run below
+#   1. the CUDA-graph tests (`pytest -m gpu tests/test_step_graphs.py tests/test_guidance_gpu.py`); if they fail, every run below
 #      is eager (--model-set cuda_graphs=False) so the call still yields its other figures;
 #   2. the mesh export on both sample scenes (benchmarks/mesh_fidelity_gpu.sh: trains ds4d-base with the
 #      default step, so its windmill record is also the first timed run with CUDA graphs);
@@ -47,11 +47,11 @@ profile() {  # tag, then profile_step.py arguments
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt" 2>&1
 git rev-parse HEAD >> "$out/machine.txt" 2>/dev/null
 eager=""
-if ! timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graphs.py > "$out/pytest-graphs.log" 2>&1; then
+if ! timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graphs.py tests/test_guidance_gpu.py > "$out/pytest-graphs.log" 2>&1; then
   eager="--model-set cuda_graphs=False"
   echo "CUDA-graph tests failed: every run below is eager"
 fi
-echo "pytest -m gpu tests/test_step_graphs.py: $(tail -1 "$out/pytest-graphs.log") (${SECONDS} s)"
+echo "pytest -m gpu (graph tests): $(tail -1 "$out/pytest-graphs.log") (${SECONDS} s)"
 RECIPE_ARGS="$eager" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" windmill waving
 summary "$out/recipe-windmill.json"
 echo "  (${SECONDS} s)"

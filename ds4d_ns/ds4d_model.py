@@ -230,7 +230,9 @@ class Ds4dModel(SplatfactoModel):
                 and the flag that turns the loss off.
         """
         config = self.config
-        self.priors = TrainingPriors.load(config.lpips_loss_weight, config.lpips_backbone, config.sds, self.device)
+        self.priors = TrainingPriors.load(
+            config.lpips_loss_weight, config.lpips_backbone, config.sds, self.device, config.cuda_graphs
+        )
 
     # ------------------------------------------------------------------ rendering
     @property

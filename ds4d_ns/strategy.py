@@ -7,8 +7,9 @@ pruning, opacity reset); only the threshold changes, computed at each refinement
 
 The running statistics of every step are gathered without reading anything back: gsplat selects the
 Gaussians each camera saw with ``torch.where``, whose output size the host must wait for (three waits
-a step); here the same sums are made over the dense ``[C, N]`` layout with the unseen entries zeroed. The largest screen size is a true maximum
-over the cameras; gsplat's indexed write keeps one camera's value where several saw a Gaussian.
+a step); here the same sums are made over the dense ``[C, N]`` layout with the unseen entries zeroed.
+The largest screen size is a true maximum over the cameras; gsplat's indexed write keeps one camera's
+value where several saw a Gaussian.
 """
 
 from __future__ import annotations

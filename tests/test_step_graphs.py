@@ -179,3 +179,12 @@ def test_graphed_image_losses_equal_eager_values_and_gradients() -> None:
         for a, b in zip(grads_ours, grads_reference):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
     assert graphed.captures == 1
+
+
+def test_graphed_inference_runs_eagerly_off_cuda_without_gradients() -> None:
+    from ds4d_ns.cuda_graphs import GraphedInference
+
+    weight = torch.ones(3, requires_grad=True)
+    inference = GraphedInference(lambda x: (x * weight,), enabled=True)
+    (out,) = inference(torch.arange(3.0))
+    assert torch.equal(out, torch.arange(3.0)) and not out.requires_grad and inference.captures == 0

@@ -57,11 +57,19 @@ class TrainingPriors:
         sds: SdsConfig,
         lpips: Optional[torch.nn.Module] = None,
         zero123: Optional[Zero123Guidance] = None,
+        cuda_graphs: bool = True,
     ) -> None:
+        from ds4d_ns.cuda_graphs import GraphedFunction
+
         self.lpips_weight = lpips_weight
         self.sds = sds
         self.lpips = lpips
         self.zero123 = zero123
+        self._lpips_graph = GraphedFunction(self._mean_lpips, enabled=cuda_graphs)
+        """LPIPS forward + backward as CUDA graphs on a GPU (the VGG's shapes never change)."""
+        self._pseudo_rows: Dict[Tuple[int, ...], Tensor] = {}
+        """The rows of a batch's pseudo views by its image indices, on the device (a boolean selection
+        would make the host wait for the GPU at every step)."""
         self._view_rng = random.Random(sds.seed)
         self._conditions: Dict[int, Tuple[Tensor, Tensor]] = {}
         """Zero123's condition (CLIP embedding, VAE latents) of each training image by its index: the
@@ -73,9 +81,15 @@ class TrainingPriors:
 
     @classmethod
     def load(
-        cls, lpips_weight: float, lpips_backbone: WeightsMode, sds: SdsConfig, device: torch.device | str
+        cls,
+        lpips_weight: float,
+        lpips_backbone: WeightsMode,
+        sds: SdsConfig,
+        device: torch.device | str,
+        cuda_graphs: bool = True,
     ) -> TrainingPriors:
-        """Load the networks of the losses that are on (a weight above 0).
+        """Load the networks of the losses that are on (a weight above 0); on a GPU they run as CUDA graphs
+        unless ``cuda_graphs`` is False.
 
         Raises:
             PerceptualWeightsUnavailable, GuidanceWeightsUnavailable: weights missing; the message names them
@@ -92,9 +106,9 @@ class TrainingPriors:
 
             from ds4d_ns.guidance.zero123 import Zero123Guidance
 
-            zero123 = Zero123Guidance(sds, device)
+            zero123 = Zero123Guidance(sds, device, cuda_graphs)
             CONSOLE.log(f"SDS guidance: {escape(sds.describe())}")
-        return cls(lpips_weight, sds, lpips, zero123)
+        return cls(lpips_weight, sds, lpips, zero123, cuda_graphs)
 
     def losses(
         self,
@@ -117,22 +131,37 @@ class TrainingPriors:
         """
         loss_dict: Dict[str, Tensor] = {}
         if self.lpips is not None:
-            loss_dict.update(self.lpips_loss(renders, targets, batch.get("role")))
+            loss_dict.update(self.lpips_loss(renders, targets, batch.get("role"), self._image_indices(batch)))
         if self.zero123 is not None and sds_step is not None:
             loss_dict.update(self.sds_loss(batch, render, ground_truth, sds_step))
         return loss_dict
 
     def lpips_loss(
-        self, renders: Float[Tensor, "views h w 3"], targets: Float[Tensor, "views h w 3"], roles: Optional[Tensor]
+        self,
+        renders: Float[Tensor, "views h w 3"],
+        targets: Float[Tensor, "views h w 3"],
+        roles: Optional[Tensor],
+        image_indices: Optional[Tuple[int, ...]] = None,
     ) -> Dict[str, Tensor]:
-        """LPIPS between the pseudo views and their renders (the supplement's L_lpips); nothing without one."""
+        """LPIPS between the pseudo views and their renders (the supplement's L_lpips); nothing without one.
+
+        ``image_indices`` (the batch's training images) keys the pseudo views' rows, read from ``roles`` once."""
+
+        def pseudo_rows() -> Tensor:
+            pseudo = decode_roles(roles, renders.shape[0]) == ROLE_CODES["pseudo"]
+            return torch.nonzero(pseudo.cpu()).view(-1).to(renders.device)
+
+        rows = _memoised(self._pseudo_rows, image_indices, pseudo_rows)
+        if self.lpips is None or rows.numel() == 0:
+            return {}
+        (distance,) = self._lpips_graph(renders[rows], targets[rows])
+        return {"lpips_loss": self.lpips_weight * distance}
+
+    def _mean_lpips(self, renders: Tensor, targets: Tensor) -> Tuple[Tensor]:
         from ds4d_ns.losses.perceptual import lpips_distance
 
-        pseudo = decode_roles(roles, renders.shape[0]).to(renders.device) == ROLE_CODES["pseudo"]
-        if self.lpips is None or not bool(pseudo.any()):
-            return {}
-        distance = lpips_distance(self.lpips, renders[pseudo], targets[pseudo]).mean()
-        return {"lpips_loss": self.lpips_weight * distance}
+        assert self.lpips is not None
+        return (lpips_distance(self.lpips, renders, targets).mean(),)
 
     def sds_loss(
         self, batch: Dict[str, Tensor], render: RenderFunction, ground_truth: GroundTruthFunction, sds_step: int

@@ -27,6 +27,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from ds4d_ns.cuda_graphs import GraphedFunction, GraphedInference
 from ds4d_ns.errors import WeightsUnavailable
 from ds4d_ns.guidance import sds
 from ds4d_ns.guidance.sds_config import SdsConfig
@@ -121,7 +122,7 @@ class Zero123Guidance:
     """Frozen Zero123 parts and the SDS loss. Deliberately not an ``nn.Module``: its billion
     parameters must stay out of the model's state dict and checkpoints."""
 
-    def __init__(self, config: SdsConfig, device: torch.device | str) -> None:
+    def __init__(self, config: SdsConfig, device: torch.device | str, cuda_graphs: bool = True) -> None:
         self.config = config
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -132,6 +133,10 @@ class Zero123Guidance:
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device, torch.float32)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
+        # On a GPU the encoder's forward + backward and the UNet call each replay as CUDA graphs: their
+        # shapes never change, and eager they cost the host far more than the GPU spends on them.
+        self._encoder = GraphedFunction(self._latent_moments, enabled=cuda_graphs)
+        self._noise = GraphedInference(self._guided_noise, enabled=cuda_graphs)
 
     # ------------------------------------------------------------------ conditioning
     @torch.no_grad()
@@ -182,12 +187,18 @@ class Zero123Guidance:
         return torch.nn.functional.interpolate(pixels, (size, size), mode="bilinear", align_corners=False)
 
     def encode_render(self, renders: Float[Tensor, "b h w 3"]) -> Float[Tensor, "b 4 hl wl"]:
-        """Scaled VAE latents of renders in [0, 1], differentiable with respect to the renders."""
+        """Scaled VAE latents of renders in [0, 1] (a sample of the posterior), differentiable with respect
+        to the renders."""
+        mean, std = self._encoder(renders)
+        # diffusers' DiagonalGaussianDistribution.sample, drawn outside the graph
+        return (mean + std * torch.randn_like(mean)) * self.latent_scale
+
+    def _latent_moments(self, renders: Float[Tensor, "b h w 3"]) -> Tuple[Tensor, Tensor]:
+        """Mean and standard deviation of the VAE posterior of renders in [0, 1]."""
         pixels = self._resize(renders.permute(0, 3, 1, 2)) * 2.0 - 1.0
         posterior = self.vae.encode(pixels.to(self.dtype)).latent_dist
-        return posterior.sample() * self.latent_scale
+        return posterior.mean, posterior.std
 
-    @torch.no_grad()
     def predict_noise(
         self,
         noisy_latents: Tensor,
@@ -197,13 +208,18 @@ class Zero123Guidance:
         pose: Tensor,
     ) -> Tensor:
         """Classifier-free guided noise estimate (conditional and unconditional halves in one UNet call)."""
+        return self._noise(noisy_latents, timesteps, clip_embeds, condition_latents, pose)[0]
+
+    def _guided_noise(
+        self, noisy_latents: Tensor, timesteps: Tensor, clip_embeds: Tensor, condition_latents: Tensor, pose: Tensor
+    ) -> Tuple[Tensor]:
         camera = self.projection(torch.cat([clip_embeds, pose[:, None].to(clip_embeds.dtype)], dim=-1))
         hidden = torch.cat([camera, torch.zeros_like(camera)])
         concat = torch.cat([condition_latents, torch.zeros_like(condition_latents)])
         model_in = torch.cat([torch.cat([noisy_latents] * 2), concat], dim=1).to(self.dtype)
         noise = self.unet(model_in, torch.cat([timesteps] * 2), encoder_hidden_states=hidden).sample.float()
         noise_cond, noise_uncond = noise.chunk(2)
-        return sds.guided_noise(noise_uncond, noise_cond, self.config.guidance_scale)
+        return (sds.guided_noise(noise_uncond, noise_cond, self.config.guidance_scale),)
 
     def sds_loss(
         self,
