@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ds4d_ns.errors import UserError
 from ds4d_ns.method_configs.ds4d_config import make_ds4d_config
@@ -77,3 +78,18 @@ def test_ns_train_stops_on_a_contradicting_schedule_with_one_line_and_exit_2(fak
     assert stopped.value.code == 2
     assert "--pipeline.model.stop-split-at" in capsys.readouterr().out
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_frames_batch_and_the_cached_images_are_one_copy(fake_dataset):
+    config = make_ds4d_config(method_name="ds4d-base-cpu", static_steps=1, dynamic_steps=4, cpu=True, priors=False)
+    config.pipeline.datamanager.frame_features.mode = "none"
+    config.pipeline.datamanager.pseudo_views_per_step = None  # every view of a frame: the cached batches
+    config.pipeline.datamanager.dataparser.data = fake_dataset(frames=3)
+    datamanager = config.pipeline.setup(device="cpu", test_mode="val").datamanager
+    before = {i: entry["image"].clone() for i, entry in enumerate(datamanager.cached_train)}
+    for step in range(1, 4):  # the dynamic stage: every frame once
+        _, batch = datamanager.next_train(step)
+        for row, image_idx in enumerate(batch["image_idx"].tolist()):
+            cached = datamanager.cached_train[image_idx]["image"]
+            assert cached.data_ptr() == batch["image"][row].data_ptr()  # a view of the batch, not a copy
+            assert torch.equal(cached, before[image_idx])

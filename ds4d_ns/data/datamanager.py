@@ -161,6 +161,12 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
             tensors["motion_mask"] = torch.stack([self.cached_train[i]["motion_mask"] for i in image_indices])
         return cameras, tensors
 
+    def _share_cached_images(self, image_indices: Tuple[int, ...], stacked: Tensor) -> None:
+        """Point the cached images at their rows of a frame's stacked batch, so each image is held once."""
+        for row, image_idx in enumerate(image_indices):
+            if self.cached_train[image_idx]["image"].device == stacked.device:  # the same values, by construction
+                self.cached_train[image_idx]["image"] = stacked[row]
+
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         """All training views of one frame: cameras of shape ``[V]`` and images ``[V, H, W, C]``."""
         frame = self._next_frame(step)
@@ -170,6 +176,7 @@ class Ds4dDatamanager(FullImageDatamanager[Ds4dDataset]):
             # and indices to the GPU at each step made the host wait for it some twenty times a step.
             if image_indices not in self._frame_batches:
                 self._frame_batches[image_indices] = self._gather_views(image_indices)
+                self._share_cached_images(image_indices, self._frame_batches[image_indices][1]["image"])
             cameras, tensors = self._frame_batches[image_indices]
         else:
             cameras, tensors = self._gather_views(image_indices)
