@@ -414,7 +414,7 @@ class Ds4dModel(SplatfactoModel):
             geometry = outputs.get("geometry")  # the step's deformation: the priors' renders reuse it
 
             def render(camera: Cameras) -> Dict[str, Tensor]:
-                return self._render_at_time(camera, float(batch["time"]), densify=False, geometry=geometry)
+                return self._render_at_time(camera, batch["time"], densify=False, geometry=geometry)
 
             loss_dict.update(
                 self.priors.losses(

@@ -255,3 +255,18 @@ def test_the_encoder_sees_the_unweighted_gradient():
     sds.weight_after_encoder(renders, 1e-5, loss_of).backward()
     torch.testing.assert_close(seen["grad"], torch.ones(3))  # not 1e-5: no fp16 underflow inside
     torch.testing.assert_close(renders.grad, torch.full((3,), 1e-5))
+
+
+def test_the_sds_camera_is_kept_on_the_device_and_rewritten_each_step():
+    from ds4d_ns.guidance.priors import TrainingPriors
+    from ds4d_ns.rendering.orbit_cameras import orbit_cameras
+
+    priors = TrainingPriors(0.0, SdsConfig(weight=0.0))
+    first = priors._on_device(orbit_cameras([10.0], [0.0], resolution=32), torch.tensor(0.25))
+    second_host = orbit_cameras([70.0], [0.0], elevation_deg=15.0, resolution=32)
+    second = priors._on_device(second_host, torch.tensor(0.75))
+    assert second is first  # one camera, rewritten
+    torch.testing.assert_close(second.camera_to_worlds, second_host.camera_to_worlds)
+    assert float(second.times[0, 0]) == 0.75
+    third = priors._on_device(orbit_cameras([70.0], [0.0], resolution=64), torch.tensor(0.5))
+    assert third is not first and int(third.width[0, 0]) == 64  # other intrinsics: a new camera

@@ -39,6 +39,8 @@ GroundTruthFunction = Callable[[Dict[str, Tensor], Tensor], Tuple[Tensor, Option
 """The model's ground truth of a batch composited over a background: ``[V, H, W, 3]`` and its alpha."""
 V = TypeVar("V")
 """A cached value's type."""
+_FIXED = ("fx", "fy", "cx", "cy", "width", "height")
+"""Fields of the SDS camera that stay the same from step to step (:meth:`TrainingPriors._on_device`)."""
 
 
 class TrainingPriors:
@@ -67,6 +69,9 @@ class TrainingPriors:
         self.zero123 = zero123
         self._lpips_graph = GraphedFunction(self._mean_lpips, enabled=cuda_graphs)
         """LPIPS forward + backward as CUDA graphs on a GPU (the VGG's shapes never change)."""
+        self._sds_camera: Optional[Cameras] = None
+        """The SDS view's camera on the device, rewritten at each step (see :meth:`_on_device`)."""
+        self._sds_camera_key: Optional[tuple] = None
         self._pseudo_rows: Dict[Tuple[int, ...], Tensor] = {}
         """The rows of a batch's pseudo views by its image indices, on the device (a boolean selection
         would make the host wait for the GPU at every step)."""
@@ -193,12 +198,12 @@ class TrainingPriors:
         condition_index = input_index if view.condition is None else pseudo_indices[view.condition]
         camera = orbit_cameras(
             [view.azimuth_deg + front],
-            [float(batch["time"])],
+            [0.0],  # the batch's time, written on the device below
             elevation_deg=view.elevation_deg,
             radius=input_radius,
             resolution=self.sds.resolution,
-        ).to(device)
-        drawn = render(camera)
+        )
+        drawn = render(self._on_device(camera, batch["time"]))
         white = torch.ones(3, device=device)
         rgb = (drawn["rgb"] + (1.0 - drawn["accumulation"]) * (white - drawn["background"])).clamp(0, 1)  # on white
 
@@ -208,14 +213,30 @@ class TrainingPriors:
 
         key = image_indices[condition_index] if image_indices is not None else None
         embeds, latents = _memoised(self._conditions, key, encode_condition)
-        pose = Zero123Guidance.pose_embedding(
-            torch.tensor([view.delta_elevation_deg]), torch.tensor([view.delta_azimuth_deg])
+        pose = Zero123Guidance.pose_embedding(  # filled on the device: a copy there would wait for the GPU
+            torch.full((1,), view.delta_elevation_deg, device=device),
+            torch.full((1,), view.delta_azimuth_deg, device=device),
         )
         alpha = self.sds.input_condition_weight if view.condition is None else self.sds.pseudo_condition_weight
         weighted = weight_after_encoder(
             rgb, self.sds.weight * alpha, lambda renders: guidance.sds_loss(renders, embeds, latents, pose, sds_step)
         )
         return {"sds_loss": weighted}
+
+    def _on_device(self, camera: Cameras, time: Tensor) -> Cameras:
+        """The SDS ``camera`` (on the host) at ``time`` on ``time``'s device, without waiting for the GPU: its
+        pose is copied from pinned memory into a camera kept there, whose other fields (intrinsics, size: the
+        same at every step) stay as they are. ``Cameras.to`` copies from pageable memory, each copy a wait."""
+        key = (tuple(camera.shape), str(time.device), *(float(getattr(camera, name).view(-1)[0]) for name in _FIXED))
+        if self._sds_camera is None or key != self._sds_camera_key:
+            self._sds_camera, self._sds_camera_key = camera.to(time.device), key
+        else:
+            source = camera.camera_to_worlds.pin_memory() if time.is_cuda else camera.camera_to_worlds
+            self._sds_camera.camera_to_worlds.copy_(source, non_blocking=True)
+        kept = self._sds_camera
+        assert kept.times is not None
+        kept.times.copy_(time.reshape(1, 1))
+        return kept
 
     @staticmethod
     def _image_indices(batch: Dict[str, Tensor]) -> Optional[Tuple[int, ...]]:
