@@ -10,7 +10,7 @@ in the graph's own memory: valid until the next call of the same object.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +52,7 @@ class GraphedFunction:
         self.enabled = enabled
         self.captures = 0
         """How many times the function was captured (a capture costs a few eager calls and a synchronisation)."""
-        self._graphed: Optional[nn.Module] = None
+        self._graphed: Optional[Callable[..., Tuple[Tensor, ...]]] = None
         self._key: Optional[tuple] = None
 
     def __call__(self, *args: Tensor) -> Tuple[Tensor, ...]:
@@ -64,9 +64,10 @@ class GraphedFunction:
             self._graphed, self._key = None, None  # release the old graphs' memory before capturing again
             samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
             capturable = _Capturable(self.function, self.owner)
-            self._graphed = torch.cuda.make_graphed_callables(capturable, samples, allow_unused_input=True)
-            self._key = key
+            graphed = torch.cuda.make_graphed_callables(capturable, samples, allow_unused_input=True)
+            self._graphed, self._key = cast(Callable[..., Tuple[Tensor, ...]], graphed), key
             self.captures += 1
+        assert self._graphed is not None
         return self._graphed(*args)
 
 

@@ -265,13 +265,15 @@ class Ds4dModel(SplatfactoModel):
         num_frames = self._num_frames()
         return None if num_frames is None else [frame_time(i, num_frames) for i in range(num_frames)]
 
-    def playback_geometry(self, time: float) -> DeformedGaussians:
+    def playback_geometry(self, time: float | Tensor) -> DeformedGaussians:
         """Geometry at ``time`` through the playback cache (``config.playback_cache``); training never
         uses the cache, since its parameters change every step and it needs gradients."""
         if self.training or self.config.playback_cache == "off":
             return self.gaussians_at(time)
         state = parameter_state([*self.parameters(), *self.buffers()])
-        return self._playback.geometry(time, self.config.playback_cache, self.frame_times(), state, self.gaussians_at)
+        return self._playback.geometry(
+            float(time), self.config.playback_cache, self.frame_times(), state, self.gaussians_at
+        )
 
     def train(self, mode: bool = True) -> Self:
         # Training changes the parameters at every step: drop the playback geometry (and its memory).

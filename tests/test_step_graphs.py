@@ -26,7 +26,9 @@ def _field(device: str, extra: int = 0) -> DeformationField:
     aabb = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
     field = DeformationField(aabb, 8, 5, (1, 2), 4, mlp_width=16, extra_feature_dim=extra).to(device)
     for head in (field.position_head, field.rotation_head, field.scale_head):  # non-zero heads: real gradients
-        torch.nn.init.normal_(head[-1].weight, std=0.1)
+        last = head[-1]
+        assert isinstance(last, torch.nn.Linear)
+        torch.nn.init.normal_(last.weight, std=0.1)
     with torch.no_grad():
         for parameter in field.hexplane.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
@@ -150,7 +152,8 @@ def test_graphed_deformation_with_frame_features_returns_their_gradient() -> Non
     tensors = _gaussians(200, "cuda", 5)
     features = torch.randn(200, 6, device="cuda", requires_grad=True)
     results = []
-    for step in (graphed, lambda *a: (field(*a), field.hexplane.regularisers())):
+    steps: List[Callable] = [graphed, lambda *a: (field(*a), field.hexplane.regularisers())]
+    for step in steps:
         deformed, _ = step(*tensors, torch.tensor(0.4, device="cuda"), features)
         results.append(torch.autograd.grad(deformed.means.square().sum(), features)[0])
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)
@@ -172,7 +175,7 @@ def test_graphed_image_losses_equal_eager_values_and_gradients() -> None:
         )
         ours = graphed(*args)
         reference = _written_out(batch, 0.2, 2.0, 0.7)
-        total_ours, total_reference = sum(ours.values()), sum(reference.values())
+        total_ours, total_reference = (torch.stack(list(terms.values())).sum() for terms in (ours, reference))
         grads_ours = torch.autograd.grad(total_ours, [batch["pred"], batch["alpha"]])
         grads_reference = torch.autograd.grad(total_reference, [batch["pred"], batch["alpha"]])
         torch.testing.assert_close(total_ours, total_reference, rtol=1e-5, atol=1e-7)

@@ -33,7 +33,7 @@ def test_running_statistics_match_gsplat(scale2d: int) -> None:
         reference._update_state(params, state_reference, info)
         for camera in range(7):  # the slow reference of the screen-size statistic
             for index in range(count):
-                largest_radius[index] = max(largest_radius[index], int(info["radii"][camera, index]) / 96)
+                largest_radius[index] = max(float(largest_radius[index]), int(info["radii"][camera, index]) / 96)
     for key in ("grad2d", "count"):
         torch.testing.assert_close(state_ours[key], state_reference[key], rtol=1e-5, atol=1e-6)
     if scale2d:
