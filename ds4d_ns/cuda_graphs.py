@@ -4,8 +4,9 @@ Much of this project's GPU work is many small kernels whose launches cost the ho
 spends running them (a training step, the SDS networks). ``GraphedFunction`` replays a differentiable
 function's forward and backward as two CUDA graphs (``torch.cuda.make_graphed_callables``);
 ``GraphedInference`` replays a gradient-free one (``torch.cuda.CUDAGraph``). Both capture again when the
-inputs' shapes or dtypes change, run eagerly off CUDA or when disabled, and return outputs that live
-in the graph's own memory: valid until the next call of the same object.
+inputs' shapes or dtypes change, run eagerly off CUDA or when disabled (or, with a logged warning, once a
+capture has failed), and return outputs that live in the graph's own memory: valid until the next
+call of the same object.
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ class GraphedFunction:
             self._graphed, self._key = None, None  # release the old graphs' memory before capturing again
             samples = tuple(a.detach().clone().requires_grad_(a.requires_grad) for a in args)
             capturable = _Capturable(self.function, self.owner)
-            graphed = torch.cuda.make_graphed_callables(capturable, samples, allow_unused_input=True)
+            try:
+                graphed = torch.cuda.make_graphed_callables(capturable, samples, allow_unused_input=True)
+            except RuntimeError as err:  # something in the function cannot be captured: stay correct, eagerly
+                self.enabled = False
+                _say_eager(self.function, err)
+                return tuple(self.function(*args))
             self._graphed, self._key = cast(Callable[..., Tuple[Tensor, ...]], graphed), key
             self.captures += 1
         assert self._graphed is not None
@@ -95,7 +101,12 @@ class GraphedInference:
             return tuple(self.function(*args))
         key = tuple((a.shape, a.dtype) for a in args)
         if key != self._key or self._graph is None:
-            self._capture(args, key)
+            try:
+                self._capture(args, key)
+            except RuntimeError as err:
+                self.enabled, self._graph, self._outputs = False, None, ()
+                _say_eager(self.function, err)
+                return tuple(self.function(*args))
         for static, value in zip(self._inputs, args):
             static.copy_(value)
         assert self._graph is not None
@@ -116,3 +127,16 @@ class GraphedInference:
             self._outputs = tuple(self.function(*self._inputs))
         self._graph, self._key = graph, key
         self.captures += 1
+
+
+def _say_eager(function: Callable, err: Exception) -> None:
+    """Log, once per function, that its capture failed and it now runs eagerly."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+    from rich.markup import escape
+
+    name = getattr(function, "__qualname__", repr(function))
+    first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    CONSOLE.log(
+        f"[yellow]CUDA graph capture of {escape(name)} failed ({escape(first_line)}): it runs eagerly from now on "
+        "(same results, slower; --pipeline.model.cuda-graphs False skips the graphs)"
+    )
