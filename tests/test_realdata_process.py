@@ -84,15 +84,22 @@ def rose_views(tmp_path_factory) -> Path:
     return _grid_images(tmp_path_factory.mktemp("rose_views"), _consistent4d_alphas(), release="v1.1")
 
 
-def test_consistent4d_frames_keep_their_numeric_order(tmp_path: Path, rose_views: Path):
+def test_consistent4d_frames_keep_their_numeric_order(tmp_path: Path, rose_views: Path, monkeypatch):
     from PIL import Image
 
     from ds4d_ns.dataparsers.ds4d_dataparser import Ds4dDataParserConfig
+    from ds4d_ns.process import run
     from ds4d_ns.process.framing import crop_rgba, source_square
 
+    decoded: List[Path] = []
+    decode = run._imported_rgba
+    monkeypatch.setattr(
+        run, "_imported_rgba", lambda entry, matting: decoded.append(entry.files[0]) or decode(entry, matting)
+    )
     source = REALDATA / "consistent4d" / "blooming_rose"
     out = tmp_path / "dataset"
     process(_config(source, out, rose_views, pseudo_release="v1.1"))
+    assert len(decoded) == len(set(decoded)) == 32  # the views of the checked frames are not read twice
     originals = [np.asarray(Image.open(source / f"{k}.png").convert("RGBA")) for k in range(32)]
     square = source_square(1080, 1080)  # imported views: the input framed as the generator saw it, uncropped
     for k in range(32):

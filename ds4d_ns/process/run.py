@@ -274,12 +274,13 @@ def process(config: ProcessConfig) -> Path:
         todo = [f for f in range(len(frames)) if not (resume and _pseudo_done(out, f))]
         # load the generator (and matting) before writing anything: missing weights leave no output behind
         generator, import_matting = None, None
+        decoded: Dict[int, List[np.ndarray]] = {}
         if imported is not None:
             checked = view_agreement.check_frames(len(frames)) if config.min_view_agreement > 0 else []
             if any(not imported[f].has_alpha for f in {*todo, *checked}):
                 import_matting = GeneratedViewMatting(config.matting)
-            if checked:
-                _check_imported_views(config, imported, rgba, clip.names, checked, import_matting)
+            if checked:  # the checked frames' decoded views are written from memory below
+                decoded = _check_imported_views(config, imported, rgba, clip.names, checked, import_matting)
         elif todo:
             generator = _load_generator(config)
         # Creates the folder; unless resuming, deletes the files the manifest lists for an earlier run (no
@@ -293,7 +294,7 @@ def process(config: ProcessConfig) -> Path:
             if not (resume and path.is_file()):
                 write_png_atomic(path, image)
         if imported is not None:
-            _import_pseudo_views(config, out, imported, todo, import_matting)
+            _import_pseudo_views(config, out, imported, todo, import_matting, decoded)
         elif generator is not None:
             # Zero123++ sees the same square as the dataset frames, at the source's own resolution (its
             # processors resize it); --resolution is the dataset's image size only
@@ -339,10 +340,12 @@ def _import_pseudo_views(
     entries: Sequence[PseudoViewEntry],
     todo: List[int],
     matting: Optional[ViewMatting],
+    decoded: Dict[int, List[np.ndarray]],
 ) -> None:
-    """Write the imported views of the frames in ``todo``."""
+    """Write the imported views of the frames in ``todo`` (those in ``decoded`` are not read again)."""
     for frame in track(todo, description=f"Importing pseudo views ({config.pseudo_release})"):
-        for view, tile in enumerate(_imported_rgba(entries[frame], matting)):
+        views = decoded.pop(frame) if frame in decoded else _imported_rgba(entries[frame], matting)
+        for view, tile in enumerate(views):
             write_png_atomic(out / image_path("pseudo", view, frame), _resize(tile, config.resolution))
 
 
@@ -373,8 +376,9 @@ def _check_imported_views(
     names: Sequence[str],
     checked: Sequence[int],
     matting: Optional[ViewMatting],
-) -> None:
-    """Refuse imported views whose visual hull does not cover the input's silhouette (nothing written yet).
+) -> Dict[int, List[np.ndarray]]:
+    """Refuse imported views whose visual hull does not cover the input's silhouette (nothing written yet);
+    return the checked frames' decoded views.
 
     When they disagree, the other framing and the other release are scored too, so the message can say
     which of them would make the views agree.
@@ -391,7 +395,7 @@ def _check_imported_views(
     agreement = score(framing, release)
     if agreement.agrees(config.min_view_agreement):
         CONSOLE.log(f"Pseudo views agree with the input: {agreement.describe()}")
-        return
+        return dict(zip(checked, pseudo))
     if agreement.opaque_views:
         raise InputError(
             f"--pseudo-views {config.pseudo_views}: {agreement.describe()}. Give RGBA views, or RGB views on "
