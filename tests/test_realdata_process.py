@@ -93,9 +93,12 @@ def test_consistent4d_frames_keep_their_numeric_order(tmp_path: Path, rose_views
 
     decoded: List[Path] = []
     decode = run._imported_rgba
-    monkeypatch.setattr(
-        run, "_imported_rgba", lambda entry, matting: decoded.append(entry.files[0]) or decode(entry, matting)
-    )
+
+    def counted(entry, matting):
+        decoded.append(entry.files[0])
+        return decode(entry, matting)
+
+    monkeypatch.setattr(run, "_imported_rgba", counted)
     source = REALDATA / "consistent4d" / "blooming_rose"
     out = tmp_path / "dataset"
     process(_config(source, out, rose_views, pseudo_release="v1.1"))
