@@ -6,9 +6,9 @@
 #   2. the mesh export on both sample scenes (benchmarks/mesh_fidelity_gpu.sh: trains ds4d-base with the
 #      default step, so its windmill record is also the first timed run with CUDA graphs);
 #   3. ds4d-base on windmill eager (cuda_graphs=False): the step as before, on this machine;
-#   4. ds4d-base on windmill with graphs again (the second run the targets ask for);
-#   5. the step profile, graphs and eager (short schedule), while the time left (BUDGET_S) allows;
-#   6. ds4d (DINOv2-small, random weights) with graphs and eager, while the time left allows.
+#   4. the step profile with graphs (short schedule); 5. ds4d-base with graphs again (the second run the
+#   targets ask for); 6. the eager step profile; 7. ds4d (DINOv2-small, random weights) with graphs and
+#   eager. From 3 on, each only while the time left (BUDGET_S, seconds from the start) allows.
 # Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
 #   bash benchmarks/step_speed_gpu.sh OUTDIR
 # Records: OUTDIR/recipe-*.json (train_recipe.py), OUTDIR/profile-*.json, OUTDIR/mesh-*.json; logs beside them.
@@ -55,10 +55,10 @@ echo "pytest -m gpu (graph tests): $(tail -1 "$out/pytest-graphs.log") (${SECOND
 RECIPE_ARGS="$eager" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" windmill waving
 summary "$out/recipe-windmill.json"
 echo "  (${SECONDS} s)"
-recipe base-eager --method ds4d-base --model-set cuda_graphs=False
-recipe base-graphs2 --method ds4d-base
-((SECONDS + 60 < budget)) && profile base-graphs --method ds4d-base
-((SECONDS + 60 < budget)) && profile base-eager --method ds4d-base --model-set cuda_graphs=False
+((SECONDS + 120 < budget)) && recipe base-eager --method ds4d-base --model-set cuda_graphs=False
+((SECONDS + 50 < budget)) && profile base-graphs --method ds4d-base
+((SECONDS + 90 < budget)) && recipe base-graphs2 --method ds4d-base
+((SECONDS + 50 < budget)) && profile base-eager --method ds4d-base --model-set cuda_graphs=False
 ((SECONDS + 120 < budget)) && recipe ds4d-graphs --method ds4d --feature-weights random-init
 ((SECONDS + 150 < budget)) && recipe ds4d-eager --method ds4d --feature-weights random-init --model-set cuda_graphs=False
 echo "done (${SECONDS} s)"
