@@ -10,7 +10,7 @@
 #   targets ask for); 6. the eager step profile; 7. ds4d (DINOv2-small, random weights) with graphs and
 #   eager. From 3 on, each only while the time left (BUDGET_S, seconds from the start) allows.
 # Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
-#   bash benchmarks/step_speed_gpu.sh OUTDIR
+#   bash benchmarks/step_speed_gpu.sh OUTDIR      (SCENES="windmill" for the mesh on one scene only)
 # Records: OUTDIR/recipe-*.json (train_recipe.py), OUTDIR/profile-*.json, OUTDIR/mesh-*.json; logs beside them.
 set -uo pipefail
 out=$1
@@ -32,7 +32,7 @@ recipe() {  # tag, then train_recipe.py arguments
   local tag=$1
   shift
   python3 benchmarks/train_recipe.py --scene windmill --workdir "$work" --tag "$tag" --output "$out/recipe-$tag.json" \
-    $eager "$@" > "$out/recipe-$tag.log" 2>&1 || tail -5 "$out/recipe-$tag.log"
+    $graphs_flag "$@" > "$out/recipe-$tag.log" 2>&1 || tail -5 "$out/recipe-$tag.log"
   summary "$out/recipe-$tag.json"
   echo "  (${SECONDS} s)"
 }
@@ -40,19 +40,20 @@ profile() {  # tag, then profile_step.py arguments
   local tag=$1
   shift
   python3 benchmarks/profile_step.py --static-steps 100 --warmup-steps 300 --profile-steps 30 --tag "$tag" \
-    --output "$out/profile-$tag.json" $eager "$@" > "$out/profile-$tag.log" 2>&1 || tail -5 "$out/profile-$tag.log"
+    --output "$out/profile-$tag.json" $graphs_flag "$@" > "$out/profile-$tag.log" 2>&1 || tail -5 "$out/profile-$tag.log"
   grep -E "step|syncs|busy|floor" "$out/profile-$tag.log" | tail -6
   echo "  (${SECONDS} s)"
 }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$out/machine.txt" 2>&1
 git rev-parse HEAD >> "$out/machine.txt" 2>/dev/null
-eager=""
+graphs_flag="--model-set cuda_graphs=True"  # explicit, whatever the configuration's default
 if ! timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step_graphs.py tests/test_guidance_gpu.py > "$out/pytest-graphs.log" 2>&1; then
-  eager="--model-set cuda_graphs=False"
+  graphs_flag="--model-set cuda_graphs=False"
   echo "CUDA-graph tests failed: every run below is eager"
 fi
 echo "pytest -m gpu (graph tests): $(tail -1 "$out/pytest-graphs.log") (${SECONDS} s)"
-RECIPE_ARGS="$eager" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" windmill waving
+# shellcheck disable=SC2086
+RECIPE_ARGS="$graphs_flag" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" ${SCENES:-windmill waving}
 summary "$out/recipe-windmill.json"
 echo "  (${SECONDS} s)"
 ((SECONDS + 120 < budget)) && recipe base-eager --method ds4d-base --model-set cuda_graphs=False
