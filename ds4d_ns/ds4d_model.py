@@ -115,10 +115,11 @@ class Ds4dModelConfig(SplatfactoModelConfig):
     frame times and this makes any time a blend, not a deformation."""
     eval_lpips: bool = True
     """Report LPIPS at evaluation when its VGG weights can be loaded (it says so when they cannot)."""
-    cuda_graphs: bool = True
-    """In training on a GPU, replay the deformation (with the HexPlane regularisers) and the image losses as
-    CUDA graphs (``ds4d_ns.step_graphs``), captured again when densification changes the Gaussian count.
-    False runs them eagerly, for debugging; the results are the same."""
+    cuda_graphs: bool = False
+    """In training on a GPU, replay the deformation (with the HexPlane regularisers), the image losses and the
+    LPIPS / SDS networks as CUDA graphs (``ds4d_ns.step_graphs``, ``ds4d_ns.cuda_graphs``), captured again when
+    densification changes the Gaussian count. Off by default until its GPU tests and timings have run
+    (benchmarks/RESULTS.md); the results are the same as eager."""
     motion_loss_weight: float = 0.0
     """Extra weight of the photometric L1 on each view's moving region (pixels whose ground truth changes
     over the clip, ``ds4d_ns.evaluation.motion_region``): a moving pixel counts ``1 + weight`` times. The

@@ -12,10 +12,10 @@ and backward each one launch, through :class:`ds4d_ns.cuda_graphs.GraphedFunctio
   never changes, one capture per stage).
 
 The rasteriser is not captured: gsplat sizes its tile lists from the data, reading a count back from
-the GPU. Graphs are used in training on a GPU only, with gradients on; everything else (CPU runs,
-evaluation, rendering, the gradient-free first pass of the frame features) calls the same functions
-eagerly, and ``--pipeline.model.cuda-graphs False`` turns them off for debugging (same results:
-``tests/test_step_graphs.py`` checks losses and gradients against eager on a GPU).
+the GPU. Graphs are used in training on a GPU only, with gradients on, when ``--pipeline.model.cuda-graphs``
+is True; everything else (CPU runs, evaluation, rendering, the gradient-free first pass of the frame
+features) calls the same functions eagerly (same results: ``tests/test_step_graphs.py`` checks losses
+and gradients against eager on a GPU).
 
 A replay writes its outputs into the same memory every time: an output is valid until the next
 call of the same graph, which in training is the next step, after this step's backward has used it.

@@ -55,7 +55,7 @@ def test_graphed_sds_networks_equal_eager(tiny_zero123: Path):
     """The CUDA-graph replays of the VAE encoder (forward + backward) and the guided UNet call give the
     eager values and gradients, across new inputs."""
     config = SdsConfig(model_id=str(tiny_zero123), resolution=16)
-    graphed, eager = Zero123Guidance(config, "cuda"), Zero123Guidance(config, "cuda", cuda_graphs=False)
+    graphed, eager = Zero123Guidance(config, "cuda", cuda_graphs=True), Zero123Guidance(config, "cuda")
     embeds, latents = eager.embed_condition(torch.rand(1, 20, 20, 3, device="cuda"))
     for seed in range(3):
         generator = torch.Generator().manual_seed(seed)

@@ -59,7 +59,7 @@ class TrainingPriors:
         sds: SdsConfig,
         lpips: Optional[torch.nn.Module] = None,
         zero123: Optional[Zero123Guidance] = None,
-        cuda_graphs: bool = True,
+        cuda_graphs: bool = False,
     ) -> None:
         from ds4d_ns.cuda_graphs import GraphedFunction
 
@@ -91,10 +91,10 @@ class TrainingPriors:
         lpips_backbone: WeightsMode,
         sds: SdsConfig,
         device: torch.device | str,
-        cuda_graphs: bool = True,
+        cuda_graphs: bool = False,
     ) -> TrainingPriors:
         """Load the networks of the losses that are on (a weight above 0); on a GPU they run as CUDA graphs
-        unless ``cuda_graphs`` is False.
+        when ``cuda_graphs`` is True.
 
         Raises:
             PerceptualWeightsUnavailable, GuidanceWeightsUnavailable: weights missing; the message names them

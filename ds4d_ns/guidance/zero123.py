@@ -122,7 +122,7 @@ class Zero123Guidance:
     """Frozen Zero123 parts and the SDS loss. Deliberately not an ``nn.Module``: its billion
     parameters must stay out of the model's state dict and checkpoints."""
 
-    def __init__(self, config: SdsConfig, device: torch.device | str, cuda_graphs: bool = True) -> None:
+    def __init__(self, config: SdsConfig, device: torch.device | str, cuda_graphs: bool = False) -> None:
         self.config = config
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -133,8 +133,8 @@ class Zero123Guidance:
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device, torch.float32)
         self.latent_scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
-        # On a GPU the encoder's forward + backward and the UNet call each replay as CUDA graphs: their
-        # shapes never change, and eager they cost the host far more than the GPU spends on them.
+        # With cuda_graphs on a GPU, the encoder's forward + backward and the UNet call each replay as CUDA
+        # graphs: their shapes never change, and eager they cost the host more than the GPU spends on them.
         self._encoder = GraphedFunction(self._latent_moments, enabled=cuda_graphs)
         self._noise = GraphedInference(self._guided_noise, enabled=cuda_graphs)
 
