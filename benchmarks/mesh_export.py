@@ -11,7 +11,9 @@ bounding-box diagonal. Writes a JSON record with the device, date and command.
         --output benchmarks/results/mesh_export_windmill.json
 
 Run ``ds4d-export --load-config ... --output-dir splats --mesh`` first (the timings of that command
-are printed by it; this script measures the files it wrote).
+are printed by it; this script measures the files it wrote). After ``--mesh-texture``, ``--textured``
+also scores the glb as a viewer shows it: each frame's vertices (base + that frame's morph target), UVs
+interpolated perspective-correctly and the embedded texture sampled there, against the Gaussian render.
 """
 
 from __future__ import annotations
@@ -36,6 +38,43 @@ def _frame(path: Path):
     rgb = np.stack([vertex[c] for c in ("red", "green", "blue")], axis=-1).astype(np.float32) / 255.0
     faces = np.stack(ply["face"].data["vertex_indices"]).astype(np.int64)
     return xyz, faces, rgb
+
+
+class _TexturedGlb:
+    """The textured ``animated.glb`` as a viewer draws it: base positions plus one morph target per frame,
+    triangles, UVs and the texture image."""
+
+    def __init__(self, path: Path) -> None:
+        import io
+
+        import pygltflib
+        from PIL import Image
+
+        gltf = pygltflib.GLTF2().load(str(path))
+        self._gltf, self._data = gltf, gltf.binary_blob()
+        primitive = gltf.meshes[0].primitives[0]
+        if primitive.attributes.TEXCOORD_0 is None:
+            sys.exit(f"{path} has no texture: export it with --mesh-texture, or leave out --textured")
+        self.base = self._accessor(primitive.attributes.POSITION)
+        self.faces = self._accessor(primitive.indices).reshape(-1, 3).astype(np.int64)
+        self.uvs = self._accessor(primitive.attributes.TEXCOORD_0)
+        self.targets = [target["POSITION"] for target in primitive.targets]
+        texture = gltf.textures[gltf.materials[0].pbrMetallicRoughness.baseColorTexture.index]
+        view = gltf.bufferViews[gltf.images[texture.source].bufferView]
+        png = self._data[view.byteOffset : view.byteOffset + view.byteLength]
+        self.image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) / 255.0
+
+    def _accessor(self, index: int) -> np.ndarray:
+        accessor = self._gltf.accessors[index]
+        view = self._gltf.bufferViews[accessor.bufferView]
+        dtype = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}[accessor.componentType]
+        width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[accessor.type]
+        start = view.byteOffset + (accessor.byteOffset or 0)
+        return np.frombuffer(self._data, dtype, accessor.count * width, start).reshape(accessor.count, width)
+
+    def frame(self, index: int) -> np.ndarray:
+        """Vertex positions at frame ``index`` (the animation turns on that frame's target alone)."""
+        return self.base + self._accessor(self.targets[index])
 
 
 def _camera_entries(run, role: str):
@@ -67,11 +106,42 @@ def _camera(entry: dict, time: float):
     )
 
 
+def _textured_scores(glb: _TexturedGlb, frame: int, viewmat, K, render) -> dict:
+    """Silhouette IoU and PSNR (whole image over white, and where both cover) of the textured glb at
+    ``frame`` against the Gaussian render."""
+    from ds4d_ns.evaluation.mesh_fidelity import psnr, rasterize_mesh, silhouette_iou
+    from ds4d_ns.exporting.mesh_texture import sample_texture
+
+    device = viewmat.device
+    height, width = render["rgb"].shape[:2]
+    uv3 = np.c_[glb.uvs, np.zeros_like(glb.uvs[:, :1])].astype(np.float32)  # UVs interpolated as a colour is
+    drawn = rasterize_mesh(
+        torch.from_numpy(np.ascontiguousarray(glb.frame(frame))).to(device),
+        torch.from_numpy(glb.faces).to(device),
+        viewmat,
+        K.to(device),
+        width,
+        height,
+        torch.from_numpy(uv3).to(device),
+    )
+    mask = drawn["mask"]
+    image = torch.ones(height, width, 3, device=device)
+    sampled = sample_texture(glb.image, drawn["rgb"][mask].cpu().numpy()[:, :2]).astype(np.float32)
+    image[mask] = torch.from_numpy(sampled).to(device)
+    alpha = render["accumulation"][..., 0]
+    return {
+        "textured_silhouette_iou": silhouette_iou(mask, alpha),
+        "textured_psnr": psnr(image, render["rgb"]),
+        "textured_psnr_inside": psnr(image, render["rgb"], mask & (alpha > 0.5)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load-config", type=Path, required=True)
     parser.add_argument("--export-dir", type=Path, required=True, help="the folder ds4d-export --mesh wrote")
     parser.add_argument("--output", type=Path, required=True, help="JSON record to write")
+    parser.add_argument("--textured", action="store_true", help="also score the textured glb (--mesh-texture)")
     args = parser.parse_args()
 
     from ds4d_ns.evaluation.mesh_fidelity import motion_distance, psnr, rasterize_mesh, silhouette_iou
@@ -90,6 +160,7 @@ def main() -> None:
     device = model.device
     white = torch.ones(3, device=device)
     opaque = torch.sigmoid(model.opacities.view(-1)) > 0.5
+    textured = _TexturedGlb(args.export_dir / "mesh" / "animated.glb") if args.textured else None
     rows = []
     started = time.time()
     with torch.no_grad():
@@ -107,8 +178,10 @@ def main() -> None:
                 drawn = rasterize_mesh(verts_t, faces_t, viewmat, Ks[0].to(device), width, height, rgb_t)
                 alpha = render["accumulation"][..., 0]
                 mesh_image = torch.where(drawn["mask"][..., None], drawn["rgb"], white)
+                extra = {} if textured is None else _textured_scores(textured, index, viewmat, Ks[0], render)
                 rows.append(
                     {
+                        **extra,
                         "frame": index,
                         "time": entry["time"],
                         "camera": view,
@@ -146,6 +219,17 @@ def main() -> None:
         "psnr": summary("psnr"),
         "psnr_inside": summary("psnr_inside"),
         "motion_distance_rel": summary("motion_distance_rel"),
+        **(
+            {}
+            if textured is None
+            else {
+                "textured_psnr": summary("textured_psnr"),
+                "textured_psnr_inside": summary("textured_psnr_inside"),
+                "textured_silhouette_iou": summary("textured_silhouette_iou"),
+                "texture_size": list(textured.image.shape[:2]),
+                "glb_vertices": int(textured.base.shape[0]),
+            }
+        ),
         "motion_distance_rel_middle_and_ends": {
             "first": motion_by_frame[0],
             "middle": motion_by_frame[middle],
