@@ -56,8 +56,12 @@ class GraphedFunction:
         self._graphed: Optional[Callable[..., Tuple[Tensor, ...]]] = None
         self._key: Optional[tuple] = None
 
+    def _graphable(self, args: Tuple[Tensor, ...]) -> bool:
+        """Whether this call can replay graphs: enabled, on CUDA, with gradients on."""
+        return self.enabled and bool(args) and args[0].is_cuda and torch.is_grad_enabled()
+
     def __call__(self, *args: Tensor) -> Tuple[Tensor, ...]:
-        if not (self.enabled and args and args[0].is_cuda and torch.is_grad_enabled()):
+        if not self._graphable(args):
             return tuple(self.function(*args))
         parameters = () if self.owner is None else tuple(id(p) for p in self.owner.parameters())
         key = (tuple((a.shape, a.dtype, a.requires_grad) for a in args), parameters)

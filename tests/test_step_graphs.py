@@ -191,3 +191,43 @@ def test_graphed_inference_runs_eagerly_off_cuda_without_gradients() -> None:
     inference = GraphedInference(lambda x: (x * weight,), enabled=True)
     (out,) = inference(torch.arange(3.0))
     assert torch.equal(out, torch.arange(3.0)) and not out.requires_grad and inference.captures == 0
+
+
+class _EverywhereGraphed(GraphedFunction):
+    """Takes the capture path on the CPU too (the capture itself is replaced in the tests below)."""
+
+    def _graphable(self, args) -> bool:
+        return self.enabled
+
+
+def test_graphed_function_captures_once_per_layout_and_again_when_parameters_are_replaced(monkeypatch) -> None:
+    captured: List[tuple] = []
+
+    def fake_capture(module, samples, allow_unused_input=False):
+        captured.append(tuple(sample.shape for sample in samples))
+        assert all(sample.is_leaf for sample in samples)  # detached copies, never the caller's tensors
+        return module  # replays as the eager module would
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_capture)
+    owner = torch.nn.Linear(3, 2)
+    graphed = _EverywhereGraphed(lambda x: (owner(x),), owner=owner)
+    for rows in (4, 4, 5, 5, 4):
+        (out,) = graphed(torch.ones(rows, 3))
+        assert out.shape == (rows, 2)
+    assert captured == [((4, 3),), ((5, 3),), ((4, 3),)]  # a new capture whenever the shapes change
+    owner.weight = torch.nn.Parameter(torch.zeros(2, 3))  # a checkpoint load replaces a parameter
+    graphed(torch.ones(4, 3))
+    assert len(captured) == 4 and graphed.captures == 4
+
+
+def test_a_failed_capture_warns_once_and_runs_eagerly_from_then_on(monkeypatch, capsys) -> None:
+    def failing_capture(module, samples, allow_unused_input=False):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", failing_capture)
+    graphed = _EverywhereGraphed(lambda x: (2 * x,))
+    assert torch.equal(graphed(torch.ones(2))[0], torch.full((2,), 2.0))
+    assert torch.equal(graphed(torch.ones(3))[0], torch.full((3,), 2.0))
+    assert not graphed.enabled and graphed.captures == 0
+    logged = capsys.readouterr().out
+    assert logged.count("CUDA graph capture") == 1 and "runs eagerly" in logged
