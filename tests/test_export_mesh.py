@@ -97,7 +97,8 @@ def test_vertex_colours_come_from_the_views_where_the_vertex_is_seen():
     image = np.zeros((1, 4, 4, 3))
     image[0, 2, 2] = (1.0, 0.5, 0.0)
     alphas, depths = np.ones((1, 4, 4)), np.full((1, 4, 4), 2.0)
-    colours, seen = mesh_maths.vertex_colours_from_views(vertices, normals, image, alphas, depths, viewmat, K, 0.1)
+    views = mesh_maths.RenderedViews(image, alphas, depths, viewmat, K)
+    colours, seen = mesh_maths.vertex_colours_from_views(vertices, normals, views, 0.1)
     np.testing.assert_allclose(colours[0], (1.0, 0.5, 0.0))
     assert seen.tolist() == [1, 0]  # occluded: it takes the nearest seen vertex's colour
     np.testing.assert_allclose(colours[1], colours[0])

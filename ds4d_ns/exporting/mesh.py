@@ -278,30 +278,37 @@ def deform_points(model, points: Float[np.ndarray, "v 3"], times: Sequence[float
     return np.stack(frames)
 
 
+@dataclass
+class RenderedViews:
+    """Gaussian renders of a model from several cameras, as numpy arrays (:func:`render_views`)."""
+
+    images: Float[np.ndarray, "c h w 3"]
+    """Colour without background (premultiplied colour divided by alpha), in [0, 1]."""
+    alphas: Float[np.ndarray, "c h w"]
+    depths: Float[np.ndarray, "c h w"]
+    """Expected depth (OpenCV camera z)."""
+    viewmats: Float[np.ndarray, "c 4 4"]
+    """OpenCV world-to-camera matrices."""
+    Ks: Float[np.ndarray, "c 3 3"]
+    """Pinhole intrinsics."""
+
+
 def colours_from_views(
-    points: Float[np.ndarray, "p 3"],
-    normals: Float[np.ndarray, "p 3"],
-    images: Float[np.ndarray, "c h w 3"],
-    alphas: Float[np.ndarray, "c h w"],
-    depths: Float[np.ndarray, "c h w"],
-    viewmats: Float[np.ndarray, "c 4 4"],
-    Ks: Float[np.ndarray, "c 3 3"],
-    depth_tolerance: float,
+    points: Float[np.ndarray, "p 3"], normals: Float[np.ndarray, "p 3"], views: RenderedViews, depth_tolerance: float
 ) -> Tuple[Float[np.ndarray, "p 3"], Float[np.ndarray, " p"], Int[np.ndarray, " p"]]:
     """Colour of surface points (vertices or texels): the weighted mean of the rendered colours at the
     point's pixel in every view where it is visible.
 
     Args:
         points, normals: points on the mesh and its unit normals there, at the time the views were rendered.
-        images: rendered colour without background (premultiplied colour divided by alpha), in [0, 1].
-        alphas, depths: rendered alpha and expected depth (OpenCV camera z).
-        viewmats, Ks: OpenCV world-to-camera matrices and pinhole intrinsics of the views.
+        views: the renders and their cameras.
         depth_tolerance: a point is visible where it lies at most this far behind the rendered depth.
 
     Returns:
         ``(colours, weight, seen)``: colours in [0, 1] (0.5 grey where no view sees the point), the sum of
         the view weights, and the number of views the point was seen in.
     """
+    images, alphas, depths, viewmats, Ks = views.images, views.alphas, views.depths, views.viewmats, views.Ks
     num_views, height, width = alphas.shape
     total = np.zeros((points.shape[0], 3), np.float64)
     weight = np.zeros(points.shape[0], np.float64)
@@ -337,14 +344,7 @@ def colours_from_views(
 
 
 def vertex_colours_from_views(
-    vertices: Float[np.ndarray, "v 3"],
-    normals: Float[np.ndarray, "v 3"],
-    images: Float[np.ndarray, "c h w 3"],
-    alphas: Float[np.ndarray, "c h w"],
-    depths: Float[np.ndarray, "c h w"],
-    viewmats: Float[np.ndarray, "c 4 4"],
-    Ks: Float[np.ndarray, "c 3 3"],
-    depth_tolerance: float,
+    vertices: Float[np.ndarray, "v 3"], normals: Float[np.ndarray, "v 3"], views: RenderedViews, depth_tolerance: float
 ) -> Tuple[Float[np.ndarray, "v 3"], Int[np.ndarray, " v"]]:
     """Per-vertex colour from the views (:func:`colours_from_views`, same arguments); vertices seen in no
     view take the colour of the nearest vertex that is seen.
@@ -352,7 +352,7 @@ def vertex_colours_from_views(
     Returns:
         ``(colours, coverage)``: colours in [0, 1], and per vertex the number of views it was seen in.
     """
-    colours, weight, seen = colours_from_views(vertices, normals, images, alphas, depths, viewmats, Ks, depth_tolerance)
+    colours, weight, seen = colours_from_views(vertices, normals, views, depth_tolerance)
     has = weight > 0
     if has.any() and not has.all():
         from scipy.spatial import cKDTree
@@ -378,13 +378,8 @@ def render_colour_views(
     resolution: int,
     poses: Sequence[Tuple[float, float]],
     fov_deg: float = 40.0,
-) -> dict:
-    """Render ``model`` at ``time`` from cameras on a sphere around ``centre`` that frame a ball of ``radius``.
-
-    Returns:
-        numpy arrays: ``images`` [C, H, W, 3] (colour without background), ``alphas``, ``depths``
-        [C, H, W], ``viewmats`` [C, 4, 4] (OpenCV world-to-camera), ``Ks`` [C, 3, 3].
-    """
+) -> RenderedViews:
+    """Render ``model`` at ``time`` from cameras on a sphere around ``centre`` that frame a ball of ``radius``."""
     from ds4d_ns.rendering.orbit_cameras import orbit_cameras
 
     distance = 1.1 * radius / math.sin(math.radians(fov_deg) / 2)  # the ball fills the view
@@ -400,9 +395,8 @@ def render_colour_views(
     return render_views(model, cameras)
 
 
-def render_views(model, cameras) -> dict:
-    """Gaussian renders of ``cameras`` (one at a time, to bound memory) as numpy arrays; see
-    :func:`render_colour_views` for the keys."""
+def render_views(model, cameras) -> RenderedViews:
+    """Gaussian renders of ``cameras`` (one at a time, to bound memory) as numpy arrays."""
     from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
 
     images, alphas, depths = [], [], []
@@ -417,10 +411,10 @@ def render_views(model, cameras) -> dict:
             alphas.append(alpha.cpu().numpy())
             depths.append(outputs["depth"][0, ..., 0].cpu().numpy())
     Ks, _, _ = intrinsics_and_size(cameras)
-    return {
-        "images": np.stack(images),
-        "alphas": np.stack(alphas),
-        "depths": np.stack(depths),
-        "viewmats": opengl_c2w_to_opencv_viewmat(cameras.camera_to_worlds.float()).numpy().astype(np.float64),
-        "Ks": Ks.numpy().astype(np.float64),
-    }
+    return RenderedViews(
+        images=np.stack(images),
+        alphas=np.stack(alphas),
+        depths=np.stack(depths),
+        viewmats=opengl_c2w_to_opencv_viewmat(cameras.camera_to_worlds.float()).numpy().astype(np.float64),
+        Ks=Ks.numpy().astype(np.float64),
+    )

@@ -172,16 +172,7 @@ def export_mesh(
     poses = colour_view_poses(6, (-20.0, 25.0)) if cpu else colour_view_poses()
     views = render_colour_views(model, centre, radius, times[middle], 128 if cpu else 256, poses)
     depth_tolerance = max(2.0 * grid.voxel, 0.01 * radius)
-    colours, seen = vertex_colours_from_views(
-        frames[middle],
-        normals[middle],
-        views["images"],
-        views["alphas"],
-        views["depths"],
-        views["viewmats"],
-        views["Ks"],
-        depth_tolerance=depth_tolerance,
-    )
+    colours, seen = vertex_colours_from_views(frames[middle], normals[middle], views, depth_tolerance)
     CONSOLE.log(f"vertex colours from {len(poses)} renders; {int((seen > 0).sum())} of {len(seen)} vertices seen")
 
     folder = Path(out) / MESH_FOLDER

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 
 from ds4d_ns.evaluation.mesh_fidelity import rasterize_flat
-from ds4d_ns.exporting.mesh import colours_from_views
+from ds4d_ns.exporting.mesh import RenderedViews, colours_from_views
 
 XATLAS_PADDING = 2
 """Texels (at the atlas's own resolution) left between charts, so neighbouring charts do not share texels."""
@@ -83,7 +83,7 @@ def bake_texture(
     vertices: Float[np.ndarray, "v 3"],
     normals: Float[np.ndarray, "v 3"],
     vertex_colours: Float[np.ndarray, "v 3"],
-    views: dict,
+    views: RenderedViews,
     depth_tolerance: float,
     size: int,
 ) -> BakedTexture:
@@ -93,7 +93,7 @@ def bake_texture(
         uv_mesh: the unwrapping of the mesh whose (old) vertices are ``vertices``.
         vertices, normals: the mesh (old vertex order) at the time ``views`` were rendered.
         vertex_colours: the old vertices' colours from the same views (the fallback for unseen texels).
-        views: :func:`ds4d_ns.exporting.mesh.render_colour_views`'s arrays.
+        views: the renders (:func:`ds4d_ns.exporting.mesh.render_colour_views`).
         depth_tolerance: as for the vertex colours.
         size: texels along each side.
     """
@@ -107,14 +107,7 @@ def bake_texture(
     texel_normals = (weights * normals[corners]).sum(axis=1)
     texel_normals /= np.maximum(np.linalg.norm(texel_normals, axis=-1, keepdims=True), 1e-12)
     colours, weight, _ = colours_from_views(
-        points.astype(np.float32),
-        texel_normals.astype(np.float32),
-        views["images"],
-        views["alphas"],
-        views["depths"],
-        views["viewmats"],
-        views["Ks"],
-        depth_tolerance,
+        points.astype(np.float32), texel_normals.astype(np.float32), views, depth_tolerance
     )
     fallback = (weights * vertex_colours[corners]).sum(axis=1)
     seen_texels = weight > 0
