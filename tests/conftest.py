@@ -140,6 +140,21 @@ def tiny_cpu_run(root: Path, num_gaussians: int, data: Optional[Path] = None):
     return config, model
 
 
+def refused_export(argv: List[str], monkeypatch, capsys) -> str:
+    """Run ``ds4d-export`` with ``argv`` (after the program name), assert it exits with status 2, and return
+    what it printed (stdout and stderr, stripped)."""
+    import sys
+
+    from ds4d_ns.scripts import export
+
+    monkeypatch.setattr(sys, "argv", ["ds4d-export", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        export.entrypoint()
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    return (captured.out + captured.err).strip()
+
+
 def save_run_checkpoint(config, model, gaussians: Dict[str, Any]) -> Path:
     """Set ``model``'s Gaussian parameters to ``gaussians`` (splatfacto's names, arrays or tensors), save them as
     the run's step-2 checkpoint, and return the run's config.yml."""

@@ -13,14 +13,13 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Tuple
 
 import numpy as np
 import pytest
 import torch
-from conftest import save_run_checkpoint, tiny_cpu_run
+from conftest import refused_export, save_run_checkpoint, tiny_cpu_run
 from plyfile import PlyData
 
 from ds4d_ns import camera_layouts
@@ -361,13 +360,9 @@ def test_mesh_flags_out_of_range_are_refused_in_one_line_with_nothing_written(
     ellipsoid_run, tmp_path, monkeypatch, capsys, flags, named
 ):
     out = tmp_path / "export"
-    argv = ["ds4d-export", "--load-config", str(ellipsoid_run), "--output-dir", str(out), *flags]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as stopped:
-        export.entrypoint()
-    assert stopped.value.code == 2
-    captured = capsys.readouterr()
-    message = (captured.out + captured.err).strip()
+    message = refused_export(
+        ["--load-config", str(ellipsoid_run), "--output-dir", str(out), *flags], monkeypatch, capsys
+    )
     assert named in message and len(message.splitlines()) == 1
     assert not out.exists()
 

@@ -15,13 +15,12 @@ import json
 import math
 import re
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import save_run_checkpoint, tiny_cpu_run
+from conftest import refused_export, save_run_checkpoint, tiny_cpu_run
 
 from ds4d_ns import camera_layouts
 from ds4d_ns.ds4d_model import Ds4dModel
@@ -155,14 +154,9 @@ def test_flags_out_of_range_are_refused_in_one_line_with_nothing_written(
     run, tmp_path, monkeypatch, capsys, flags, named
 ):
     out = tmp_path / "export"
-    monkeypatch.setattr(
-        sys, "argv", ["ds4d-export", "--load-config", str(run), "--output-dir", str(out), "--web", *flags]
+    message = refused_export(
+        ["--load-config", str(run), "--output-dir", str(out), "--web", *flags], monkeypatch, capsys
     )
-    with pytest.raises(SystemExit) as stopped:
-        export.entrypoint()
-    assert stopped.value.code == 2
-    captured = capsys.readouterr()
-    message = (captured.out + captured.err).strip()
     assert named in message and len(message.splitlines()) == 1
     assert not out.exists()
 
@@ -172,12 +166,8 @@ def test_a_folder_holding_a_users_file_is_refused_and_left_as_it_was(run, tmp_pa
     out = tmp_path / "export"
     (out / "web").mkdir(parents=True)
     (out / "web" / "index.html").write_text("the user's page")
-    monkeypatch.setattr(sys, "argv", ["ds4d-export", "--load-config", str(run), "--output-dir", str(out), "--web"])
-    with pytest.raises(SystemExit) as stopped:
-        export.entrypoint()
-    assert stopped.value.code == 2
-    captured = capsys.readouterr()
-    assert len((captured.out + captured.err).strip().splitlines()) == 1
+    message = refused_export(["--load-config", str(run), "--output-dir", str(out), "--web"], monkeypatch, capsys)
+    assert len(message.splitlines()) == 1
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["web", "web/index.html"]
     assert (out / "web" / "index.html").read_text() == "the user's page"
     # --force writes beside a user's files, never over them: refused before anything is written
