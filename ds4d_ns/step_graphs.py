@@ -33,34 +33,17 @@ from ds4d_ns.cuda_graphs import GraphedFunction, TensorFunction
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.losses.photometric import photometric_loss
 
-
-def deformation_with_regularisers(
-    field: DeformationField,
-    means: Float[Tensor, "n 3"],
-    quats: Float[Tensor, "n 4"],
-    scales: Float[Tensor, "n 3"],
-    time: Float[Tensor, ""],
-    extra_features: Optional[Float[Tensor, "n extra"]] = None,
-) -> Tuple[DeformedGaussians, Dict[str, Float[Tensor, ""]]]:
-    """The Gaussians deformed to ``time`` and the HexPlane's regularisers (unweighted), the step's whole
-    use of the deformation field."""
-    deformed = field(means, quats, scales, time, extra_features)
-    return deformed, field.hexplane.regularisers()
-
-
 REGULARISER_NAMES: Tuple[str, ...] = ("plane_tv", "time_smoothness", "time_l1")
 
 
 class DeformationStep:
-    """:func:`deformation_with_regularisers` through a :class:`GraphedFunction` owned by the field."""
+    """A training step's whole use of the deformation field: the Gaussians deformed to the step's time and the
+    HexPlane's regularisers (unweighted), through a :class:`GraphedFunction` owned by the field."""
 
     def __init__(self, field: DeformationField, enabled: bool) -> None:
-        self.field = field
-
         def flat(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor, *extra: Tensor) -> Tuple[Tensor, ...]:
-            deformed, regularisers = deformation_with_regularisers(
-                field, means, quats, scales, time, extra[0] if extra else None
-            )
+            deformed = field(means, quats, scales, time, extra[0] if extra else None)
+            regularisers = field.hexplane.regularisers()
             return (deformed.means, deformed.quats, deformed.scales, *(regularisers[n] for n in REGULARISER_NAMES))
 
         self.graphed = GraphedFunction(flat, owner=field, enabled=enabled)
