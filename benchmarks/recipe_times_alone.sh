@@ -12,16 +12,8 @@ out=$1 scene=${2:-windmill}
 budget=${BUDGET_S:-540}
 mkdir -p "$out"
 work=/tmp/ds4d-bench
-summary() {  # one line per record: times, quality
-  python3 - "$1" <<'PY' || true
-import json, sys
-r = json.load(open(sys.argv[1]))
-e = r["eval"]
-print(f"{r['tag']:12s} {r['method']:9s} train {r['train_seconds']} s, median static {r['median_static_step_ms']} ms, "
-      f"dynamic {r['median_dynamic_step_ms']} ms, projected {round((1000 * (r['median_static_step_ms'] or 0) + 6000 * r['median_dynamic_step_ms']) / 1000, 1)} s | "
-      f"psnr {e.get('psnr', 0):.2f} ssim {e.get('ssim', 0):.4f} psnr_moving {e.get('psnr_moving', float('nan')):.2f} | "
-      f"{r['num_gaussians']} Gaussians, {r['peak_gpu_memory_gib']} GiB")
-PY
+summary() {  # one line per record
+  python3 benchmarks/recipe_summary.py "$1"
 }
 recipe() {  # tag, then train_recipe.py arguments
   local tag=$1

@@ -18,15 +18,7 @@ budget=${BUDGET_S:-570}
 work=/tmp/ds4d-bench
 mkdir -p "$out"
 summary() {  # one line per record
-  python3 - "$1" <<'PY' || true
-import json, sys
-r = json.load(open(sys.argv[1]))
-e = r["eval"]
-print(f"{r['tag']:14s} {r['method']:9s} graphs={r.get('cuda_graphs')} train {r['train_seconds']} s, static "
-      f"{r['median_static_step_ms']} ms, dynamic {r['median_dynamic_step_ms']} ms | psnr {e.get('psnr', 0):.2f} "
-      f"ssim {e.get('ssim', 0):.4f} | {r['num_gaussians']} Gaussians, {r['peak_gpu_memory_gib']} GiB, "
-      f"captures {r.get('cuda_graph_captures')}")
-PY
+  python3 benchmarks/recipe_summary.py "$1"
 }
 recipe() {  # tag, then train_recipe.py arguments
   local tag=$1
