@@ -12,10 +12,21 @@
 # Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
 #   bash benchmarks/step_speed_gpu.sh OUTDIR      (SCENES="windmill" for the mesh on one scene only)
 # Records: OUTDIR/recipe-*.json (train_recipe.py), OUTDIR/profile-*.json, OUTDIR/mesh-*.json; logs beside them.
+# SMOKE=1: every step on a tiny scene and schedule, on whatever device there is (the CPU check of this
+# script that tests/test_benchmark_scripts.py runs, so that a GPU call is not spent on a typo); times nothing.
 set -uo pipefail
 out=$1
 budget=${BUDGET_S:-570}
-work=/tmp/ds4d-bench
+work=${WORK:-/tmp/ds4d-bench}
+size=()          # train_recipe.py's scene and schedule: the script's defaults (the full recipe)
+mesh_size=()     # the mesh runs' (a smoke run trains them longer: after a few steps no Gaussian is opaque enough to mesh)
+profile_size=(--static-steps 100 --warmup-steps 300 --profile-steps 30)
+if [ -n "${SMOKE:-}" ]; then
+  size=(--frames 3 --resolution 32 --static-steps 4 --dynamic-steps 6)
+  mesh_size=(--frames 3 --resolution 32 --static-steps 40 --dynamic-steps 10)
+  profile_size=(--frames 3 --resolution 32 --static-steps 2 --warmup-steps 2 --profile-steps 2 --smoke)
+  budget=100000
+fi
 mkdir -p "$out"
 summary() {  # one line per record
   python3 benchmarks/recipe_summary.py "$1"
@@ -24,14 +35,14 @@ recipe() {  # tag, then train_recipe.py arguments
   local tag=$1
   shift
   python3 benchmarks/train_recipe.py --scene windmill --workdir "$work" --tag "$tag" --output "$out/recipe-$tag.json" \
-    $graphs_flag "$@" > "$out/recipe-$tag.log" 2>&1 || tail -5 "$out/recipe-$tag.log"
+    "${size[@]}" $graphs_flag "$@" > "$out/recipe-$tag.log" 2>&1 || tail -5 "$out/recipe-$tag.log"
   summary "$out/recipe-$tag.json"
   echo "  (${SECONDS} s)"
 }
 profile() {  # tag, then profile_step.py arguments
   local tag=$1
   shift
-  python3 benchmarks/profile_step.py --static-steps 100 --warmup-steps 300 --profile-steps 30 --tag "$tag" \
+  python3 benchmarks/profile_step.py "${profile_size[@]}" --workdir "$work" --tag "$tag" \
     --output "$out/profile-$tag.json" $graphs_flag "$@" > "$out/profile-$tag.log" 2>&1 || tail -5 "$out/profile-$tag.log"
   grep -E "step|syncs|busy|floor" "$out/profile-$tag.log" | tail -6
   echo "  (${SECONDS} s)"
@@ -45,7 +56,7 @@ if ! timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_step
 fi
 echo "pytest -m gpu (graph tests): $(tail -1 "$out/pytest-graphs.log") (${SECONDS} s)"
 # shellcheck disable=SC2086
-RECIPE_ARGS="$graphs_flag" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" ${SCENES:-windmill waving}
+RECIPE_ARGS="$graphs_flag ${mesh_size[*]}" WORK="$work/mesh" timeout 300 bash benchmarks/mesh_fidelity_gpu.sh "$out" ${SCENES:-windmill waving}
 summary "$out/recipe-windmill.json"
 echo "  (${SECONDS} s)"
 ((SECONDS + 120 < budget)) && recipe base-eager --method ds4d-base --model-set cuda_graphs=False

@@ -292,6 +292,7 @@ def main() -> None:
         "median_dynamic_step_ms": round(dynamic_steps_ms[len(dynamic_steps_ms) // 2], 2),
         "tag": args.tag,
         "method": args.method,
+        "run_config": str(trainer.config.get_base_dir() / "config.yml"),
         "frame_features": feature_config.mode,
         "feature_fusion": feature_config.fusion if feature_config.enabled else None,
         "feature_backbone": features,
