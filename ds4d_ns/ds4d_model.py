@@ -254,7 +254,7 @@ class Ds4dModel(SplatfactoModel):
         ``time`` by a first, gradient-free pass fed the canonical centres' features."""
         if self.frame_point_features is None:
             raise RuntimeError("this model has no frame features (--pipeline.datamanager.frame-features.mode none)")
-        points, time = self.means, float(time)  # the frames around it are found on the host
+        points = self.means  # a tensor time stays where it is: its frames are found there too
         if self.feature_sampling_points == "deformed":
             with torch.no_grad():
                 first_pass = self.frame_point_features(points, time).features
@@ -300,7 +300,7 @@ class Ds4dModel(SplatfactoModel):
         times = camera.times.view(-1) if camera.times is not None else torch.full((len(camera),), self.canonical_time)
         if self.training and times.is_cuda:
             # a training batch is one frame's views (the datamanager serves them so): checked on the GPU
-            # without waiting for it; the time stays there too (the frame features read it back)
+            # without waiting for it; the time stays there too (the frame features find their frames there)
             torch._assert_async(torch.all(times == times[0]))
             return self._render_at_time(camera, times[0])
         unique_times = torch.unique(times)

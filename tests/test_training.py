@@ -139,6 +139,44 @@ def test_feature_model_renders_at_times_between_frames(trained_run: TrainedRun):
     assert torch.isfinite(means).all()
 
 
+@pytest.mark.parametrize("sampling_points", ["centres", "deformed"])
+def test_a_training_steps_features_and_deformation_read_nothing_back_from_the_device(
+    trained_run: TrainedRun, sampling_points: str
+):
+    """On a GPU a training step's time is a device tensor: the frame features (their frame bracket included)
+    and the deformation must not read a value back to the host, which would stall the kernels queued ahead.
+    Counted here at the dispatcher on the CPU (``aten._local_scalar_dense`` is what ``float()``, ``.item()``
+    and ``bool()`` of a tensor dispatch to); the result equals the Python-time path's."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ds4d_ns.scripts.loading import load_trained_pipeline
+
+    class HostReads(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads: List[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if "_local_scalar_dense" in str(func) or "nonzero" in str(func):
+                self.reads.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    pipeline, _ = load_trained_pipeline(trained_run.config_path)
+    model = pipeline.model
+    model.feature_sampling_points = sampling_points
+    model.train()
+    time = torch.tensor(2 / 3)  # frame 2 of 4, a float32 camera time
+    with HostReads() as counter:
+        features = model.frame_features_at(time).features
+        geometry, regularisers = model.deformation_step(model.means, model.quats, model.scales, time, features)
+    assert counter.reads == []
+    reference = model.frame_features_at(float(time)).features
+    torch.testing.assert_close(features, reference)
+    expected = model.deformation(model.means, model.quats, model.scales, float(time), reference)
+    torch.testing.assert_close(geometry.means, expected.means)
+    assert set(regularisers) == {"plane_tv", "time_smoothness", "time_l1"}
+
+
 def test_ds4d_viz_writes_heatmaps_and_fusion_weights(trained_run: TrainedRun, tmp_path):
     from PIL import Image
 

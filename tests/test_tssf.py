@@ -16,6 +16,7 @@ from ds4d_ns.fields.tssf import (
     GlobalAwareFusion,
     MeanFusion,
     frame_bracket,
+    frame_bracket_on_device,
     masked_softmax,
     project_points,
     sample_view_features,
@@ -327,6 +328,75 @@ def test_frame_bracket_gives_all_the_weight_to_a_frame_hit_exactly(frame):
 
 def test_frame_bracket_of_a_single_frame_is_that_frame():
     assert frame_bracket([0.3], 0.9) == (0, 0, 0.0)
+
+
+@pytest.mark.parametrize("times", [[0.0, 0.25, 0.5, 0.75, 1.0], [0.1, 0.2, 0.6], [0.3]])
+@pytest.mark.parametrize("time", [-0.5, 0.0, 0.1, 0.2, 0.25, 0.3, 0.375, 0.6, 0.74, 0.75, 1.0, 1.7])
+def test_frame_bracket_on_device_gives_each_frame_the_host_brackets_share(times, time):
+    """The training step's bracket, computed on the device, against the host's (the reference)."""
+    lower, upper, blend = frame_bracket(times, time)
+    expected = torch.zeros(len(times), dtype=torch.float64)
+    expected[lower] += 1.0 - blend
+    expected[upper] += blend
+    frames, shares = frame_bracket_on_device(torch.tensor(times), torch.tensor(time))
+    assert frames.dtype == torch.long and frames.shape == (2,) and shares.shape == (2,)
+    assert int(frames[0]) == lower  # the first is the lower frame, the second the upper (the same frame alone)
+    given = torch.zeros(len(times), dtype=torch.float64).index_add_(0, frames, shares.double())
+    torch.testing.assert_close(given, expected, atol=1e-6, rtol=0.0)
+
+
+def _moving_cameras_bank(fusion: str, out_dim: int) -> FramePointFeatures:
+    """Four frames of three views whose cameras move from frame to frame (so which views see a point changes
+    with the frame), random maps wider than the output (a learned reduction)."""
+    generator = torch.Generator().manual_seed(0)
+    frames, num_views, channels = 4, 3, 5
+    viewmats = torch.eye(4).repeat(frames, num_views, 1, 1)
+    viewmats[..., :3, 3] = 0.6 * torch.randn(frames, num_views, 3, generator=generator)
+    viewmats[..., 2, 3] = viewmats[..., 2, 3].abs() * 0.2
+    torch.manual_seed(0)  # the fusion's and reduction's initial parameters
+    return FramePointFeatures(
+        FeatureBank(
+            config=FrameFeaturesConfig(mode="dsfd", fusion=fusion, dim=out_dim),
+            maps=torch.randn(frames, num_views, channels, 4, 4, generator=generator),
+            dynamic_magnitude=torch.zeros(frames, num_views, 4, 4),
+            times=torch.tensor([0.0, 0.3, 0.7, 1.0]),
+            viewmats=viewmats,
+            intrinsics=TOY_K.expand(frames, num_views, 3, 3).clone(),
+            width=SIZE,
+            height=SIZE,
+            front_view=1,
+        )
+    )
+
+
+@pytest.mark.parametrize("fusion", ["front", "mean", "ga", "da"])
+def test_frame_point_features_at_a_tensor_time_equal_those_at_the_same_python_time(fusion):
+    """A training step's time is a device tensor and its frames are found there, both bracket frames sampled in
+    one batch: features, view weights and gradients equal the host path's, which samples only the frames
+    with a share (the reference), at frame times, between them and outside the clip."""
+    module = _moving_cameras_bank(fusion, out_dim=2)
+    generator = torch.Generator().manual_seed(1)
+    points = torch.randn(64, 3, generator=generator) * torch.tensor([0.8, 0.8, 0.5]) + torch.tensor([0.0, 0.0, 1.5])
+    for time in (0.0, 0.3, 0.45, 0.7, 0.99, 1.0, -0.2, 1.3):
+        results, grads = [], []
+        stored = torch.tensor(time)  # float32, as a camera's time is; the host path read it back with float()
+        for given in (float(stored), stored):
+            module.zero_grad(set_to_none=True)
+            at = points.clone().requires_grad_(True)
+            result = module(at, given)
+            (result.features.square().sum() + result.view_weights.sum()).backward()
+            results.append(result)
+            grads.append([at.grad] + [p.grad for p in module.parameters()])
+        host, device = results
+        visible = host.view_weights.sum(0) > 0
+        assert 0 < int(visible.sum()) < len(points), f"time {time}: the toy cameras should see some points, not all"
+        torch.testing.assert_close(device.features, host.features, msg=f"time {time}")
+        torch.testing.assert_close(device.view_weights, host.view_weights, msg=f"time {time}")
+        for got, want in zip(grads[1], grads[0]):
+            if want is None:
+                assert got is None or not got.any()
+            else:
+                torch.testing.assert_close(got, want, msg=f"time {time}")
 
 
 def _constant_frames(fusion="mean", out_dim=3):

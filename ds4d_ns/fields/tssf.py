@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from ds4d_ns.options import FusionMode  # defined here before; ``ds4d_ns.fields.tssf.FusionMode`` still works
@@ -179,6 +179,23 @@ def frame_bracket(times: Sequence[float] | Float[Tensor, " frames"], time: float
     return lower, upper, min(max(blend, 0.0), 1.0)
 
 
+def frame_bracket_on_device(
+    times: Float[Tensor, " frames"], time: Float[Tensor, ""]
+) -> Tuple[Int[Tensor, "2"], Float[Tensor, "2"]]:
+    """:func:`frame_bracket` computed where ``times`` live, never read back: the two frames around ``time`` and
+    their weights ``(1 - blend, blend)``. A training step's time stays on the GPU, and a host wait there
+    stalls the queue of kernels the host has run ahead with."""
+    time = time.reshape(()).to(times).clamp(times[0], times[-1])
+    last = len(times) - 1
+    upper = torch.searchsorted(times, time.reshape(1)).clamp(min(1, last), last)  # [1]: bisect_left
+    frames = torch.cat([(upper - 1).clamp_min(0), upper])
+    # indexed with a one-dimensional index: a zero-dimensional one is read back as a Python int
+    lower_time, upper_time = times[frames].unbind(0)
+    span = upper_time - lower_time
+    blend = torch.where(span > 0, (time - lower_time) / span.clamp_min(1e-12), 0.0).clamp(0.0, 1.0)
+    return frames, torch.stack([1.0 - blend, blend])
+
+
 class FramePointFeatures(nn.Module):
     """Frame feature maps of the training views, sampled at points and fused: TSSF as one module.
 
@@ -235,17 +252,24 @@ class FramePointFeatures(nn.Module):
     def num_views(self) -> int:
         return int(self.maps.shape[1])
 
-    def _frame_maps(self, frame: int) -> Float[Tensor, "views channels rows cols"]:
+    def _frame_maps(self, frame: int | Tensor) -> Float[Tensor, "*frames views channels rows cols"]:
         maps = self.maps[frame].float()
         if self.reduction is None:
             return maps
         # A linear map of the channels commutes with bilinear sampling: reduce the small maps, not the samples.
-        return torch.einsum("oc,vchw->vohw", self.reduction.weight, maps) + self.reduction.bias[None, :, None, None]
+        bias = self.reduction.bias[:, None, None]
+        return torch.einsum("oc,...chw->...ohw", self.reduction.weight, maps) + bias
 
     def per_view(
-        self, points: Float[Tensor, "n 3"], time: float
+        self, points: Float[Tensor, "n 3"], time: float | Float[Tensor, ""]
     ) -> Tuple[Float[Tensor, "views n c"], Bool[Tensor, "views n"]]:
-        """Point features from every view at ``time`` and which views see each point."""
+        """Point features from every view at ``time`` and which views see each point.
+
+        A Python time finds its frames on the host and samples only those with a share; a tensor time (a
+        training step's, on the GPU) samples both frames of its bracket in one batch, without a host wait
+        (the one with no share counts for nothing, not even for which views see a point)."""
+        if isinstance(time, Tensor):
+            return self._per_view_on_device(points, time)
         width, height = self.width, self.height
         lower, upper, blend = frame_bracket(self.times_list, time)
         features, valid = None, None
@@ -259,6 +283,20 @@ class FramePointFeatures(nn.Module):
         assert features is not None and valid is not None
         return features, valid
 
-    def forward(self, points: Float[Tensor, "n 3"], time: float) -> FusionResult:
+    def _per_view_on_device(
+        self, points: Float[Tensor, "n 3"], time: Float[Tensor, ""]
+    ) -> Tuple[Float[Tensor, "views n c"], Bool[Tensor, "views n"]]:
+        frames, shares = frame_bracket_on_device(self.times, time)
+        views = self.num_views
+        pixels, inside = project_points(
+            points, self.viewmats[frames].flatten(0, 1), self.intrinsics[frames].flatten(0, 1), self.width, self.height
+        )
+        maps = self._frame_maps(frames).flatten(0, 1)  # [2 * views, c, rows, cols]
+        sampled = sample_view_features(maps, pixels, inside, self.width, self.height).unflatten(0, (2, views))
+        features = (sampled * shares[:, None, None, None]).sum(dim=0)
+        valid = (inside.unflatten(0, (2, views)) & (shares > 0)[:, None, None]).any(dim=0)
+        return features, valid
+
+    def forward(self, points: Float[Tensor, "n 3"], time: float | Float[Tensor, ""]) -> FusionResult:
         features, valid = self.per_view(points, time)
         return self.fusion(features, valid)
