@@ -21,6 +21,7 @@ from ds4d_ns.fields.tssf import (
     project_points,
     sample_view_features,
 )
+from ds4d_ns.options import FusionMode
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
 SIZE = 16
@@ -345,7 +346,7 @@ def test_frame_bracket_on_device_gives_each_frame_the_host_brackets_share(times,
     torch.testing.assert_close(given, expected, atol=1e-6, rtol=0.0)
 
 
-def _moving_cameras_bank(fusion: str, out_dim: int) -> FramePointFeatures:
+def _moving_cameras_bank(fusion: FusionMode, out_dim: int) -> FramePointFeatures:
     """Four frames of three views whose cameras move from frame to frame (so which views see a point changes
     with the frame), random maps wider than the output (a learned reduction)."""
     generator = torch.Generator().manual_seed(0)
