@@ -253,7 +253,7 @@ def main() -> None:
     step_ms = [event if isinstance(event, float) else event[0].elapsed_time(event[1]) for event in step_events]
     model = trainer.pipeline.model
     graph_captures = {
-        "deformation": model.deformation_step.graphed.captures,
+        "deformation": model.deformation_step.captures,
         "image_losses": model.image_losses.captures,
     }
     peak_gib = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0

@@ -60,7 +60,7 @@ from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.rendering.torch_rasterizer import RenderMode
-from ds4d_ns.step_graphs import DeformationStep, ImageLosses
+from ds4d_ns.step_graphs import DeformationStep, ImageLosses, gaussian_frame_features
 from ds4d_ns.strategy import TopFractionStrategy
 
 
@@ -170,7 +170,7 @@ class Ds4dModel(SplatfactoModel):
             extra_feature_dim=0 if bank is None else bank.config.dim,
         )
         self.frame_point_features = None if bank is None else FramePointFeatures(bank)
-        self.deformation_step = DeformationStep(self.deformation, self.config.cuda_graphs)
+        self.deformation_step = DeformationStep(self.deformation, self.config.cuda_graphs, self.frame_point_features)
         self.image_losses = ImageLosses.from_model_config(self.config)
         self.feature_sampling_points = None if bank is None else bank.config.sampling_points
         self.priors: Optional[TrainingPriors] = None
@@ -250,16 +250,13 @@ class Ds4dModel(SplatfactoModel):
 
     def frame_features_at(self, time: float | Tensor) -> FusionResult:
         """Fused frame features of the Gaussians at ``time`` and each view's weight, sampled where the
-        configuration says (``sampling_points``): at the canonical centres, or at the centres deformed to
-        ``time`` by a first, gradient-free pass fed the canonical centres' features."""
+        configuration says (``sampling_points``; ``ds4d_ns.step_graphs.gaussian_frame_features``)."""
         if self.frame_point_features is None:
             raise RuntimeError("this model has no frame features (--pipeline.datamanager.frame-features.mode none)")
-        points = self.means  # a tensor time stays where it is: its frames are found there too
-        if self.feature_sampling_points == "deformed":
-            with torch.no_grad():
-                first_pass = self.frame_point_features(points, time).features
-                points = self.deformation(self.means, self.quats, self.scales, time, first_pass).means
-        return self.frame_point_features(points, time)
+        field, sampling = self.deformation, self.feature_sampling_points
+        return gaussian_frame_features(
+            self.frame_point_features, field, sampling, self.means, self.quats, self.scales, time
+        )
 
     def frame_times(self) -> Optional[List[float]]:
         """Times of the training clip's frames, increasing; None when the frame count is unknown."""
@@ -322,9 +319,9 @@ class Ds4dModel(SplatfactoModel):
         in training the outputs also carry the deformed Gaussians (``geometry``) and, in the dynamic stage,
         the HexPlane regularisers computed with them (``regularisers``)."""
         regularisers: Optional[Dict[str, Tensor]] = None
-        if geometry is None and self.training and self.dynamic_stage:  # deformation + regularisers: one CUDA graph
-            features = None if self.frame_point_features is None else self.frame_features_at(time).features
-            geometry, regularisers = self.deformation_step(self.means, self.quats, self.scales, time, features)
+        if geometry is None and self.training and self.dynamic_stage:  # features + deformation + regularisers: a graph
+            sampling = self.feature_sampling_points
+            geometry, regularisers = self.deformation_step(self.means, self.quats, self.scales, time, sampling)
         gaussians = self.playback_geometry(time) if geometry is None else geometry
         means, quats, scales = gaussians.means, gaussians.quats, gaussians.scales
         opacities, features_dc, features_rest = self.opacities, self.features_dc, self.features_rest

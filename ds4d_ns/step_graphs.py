@@ -5,9 +5,10 @@ thousand framework operations a step, for some 5 ms of GPU work (``benchmarks/pr
 Two parts have shapes that only densification changes, and are replayed here as CUDA graphs (forward
 and backward each one launch, through :class:`ds4d_ns.cuda_graphs.GraphedFunction`):
 
-* the deformation of every Gaussian to the step's time with the HexPlane regularisers (its input
-  shapes change when densification changes the number of Gaussians: it is then captured again,
-  some fifty times in the full recipe);
+* the frame features of every Gaussian (TSSF: projection into the views, map sampling, fusion), its
+  deformation to the step's time and the HexPlane regularisers (its input shapes change when
+  densification changes the number of Gaussians: it is then captured again, some fifty times in the
+  full recipe);
 * the image losses of the step's views (photometric L1 + SSIM and the alpha term; the batch's shape
   never changes, one capture per stage).
 
@@ -26,27 +27,79 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+import torch
 from jaxtyping import Bool, Float
-from torch import Tensor
+from torch import Tensor, nn
 
 from ds4d_ns.cuda_graphs import GraphedFunction, TensorFunction
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
+from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
 from ds4d_ns.losses.photometric import photometric_loss
 
 REGULARISER_NAMES: Tuple[str, ...] = ("plane_tv", "time_smoothness", "time_l1")
 
 
+def gaussian_frame_features(
+    features: FramePointFeatures,
+    field: DeformationField,
+    sampling_points: Optional[str],
+    means: Float[Tensor, "n 3"],
+    quats: Float[Tensor, "n 4"],
+    scales: Float[Tensor, "n 3"],
+    time: float | Float[Tensor, ""],
+) -> FusionResult:
+    """Fused frame features of the Gaussians at ``time`` and each view's weight, sampled where
+    ``sampling_points`` says: at the canonical centres, or (``"deformed"``) at the centres deformed to ``time``
+    by a first, gradient-free pass fed the canonical centres' features."""
+    points = means
+    if sampling_points == "deformed":
+        with torch.no_grad():
+            first_pass = features(points, time).features
+            points = field(means, quats, scales, time, first_pass).means
+    return features(points, time)
+
+
 class DeformationStep:
-    """A training step's whole use of the deformation field: the Gaussians deformed to the step's time and the
-    HexPlane's regularisers (unweighted), through a :class:`GraphedFunction` owned by the field."""
+    """A training step's whole use of the deformation field: the frame features of the Gaussians (when the model
+    has them), the Gaussians deformed to the step's time, and the HexPlane's regularisers (unweighted), through
+    a :class:`GraphedFunction` per feature sampling choice.
 
-    def __init__(self, field: DeformationField, enabled: bool) -> None:
-        def flat(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor, *extra: Tensor) -> Tuple[Tensor, ...]:
-            deformed = field(means, quats, scales, time, extra[0] if extra else None)
-            regularisers = field.hexplane.regularisers()
-            return (deformed.means, deformed.quats, deformed.scales, *(regularisers[n] for n in REGULARISER_NAMES))
+    The frame features are inside the graph: with the step's time on the GPU they read nothing back
+    (``FramePointFeatures`` finds the frame bracket there), so projecting the Gaussians into every view, sampling
+    the maps and fusing them is replayed with the rest.
 
-        self.graphed = GraphedFunction(flat, owner=field, enabled=enabled)
+    Args:
+        field: the deformation field.
+        enabled: False runs eagerly.
+        features: the model's frame point features (TSSF), or None for a model without frame features.
+    """
+
+    def __init__(self, field: DeformationField, enabled: bool, features: Optional[FramePointFeatures] = None) -> None:
+        self.field, self.features, self.enabled = field, features, enabled
+        # the graphs' owner: every parameter the step reads (a plain attribute here, so the model's
+        # checkpoint keys are unchanged)
+        self.parameters_owner: nn.Module = field if features is None else nn.ModuleList([field, features])
+        self._graphs: Dict[Optional[str], GraphedFunction] = {}
+
+    @property
+    def captures(self) -> int:
+        """CUDA-graph captures so far, over the sampling choices used."""
+        return sum(graph.captures for graph in self._graphs.values())
+
+    def _graph(self, sampling_points: Optional[str]) -> GraphedFunction:
+        if sampling_points not in self._graphs:
+            field, features = self.field, self.features
+
+            def flat(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor) -> Tuple[Tensor, ...]:
+                extra = None
+                if features is not None:
+                    extra = gaussian_frame_features(features, field, sampling_points, means, quats, scales, time)
+                deformed = field(means, quats, scales, time, None if extra is None else extra.features)
+                regularisers = field.hexplane.regularisers()
+                return (deformed.means, deformed.quats, deformed.scales, *(regularisers[n] for n in REGULARISER_NAMES))
+
+            self._graphs[sampling_points] = GraphedFunction(flat, owner=self.parameters_owner, enabled=self.enabled)
+        return self._graphs[sampling_points]
 
     def __call__(
         self,
@@ -54,12 +107,13 @@ class DeformationStep:
         quats: Float[Tensor, "n 4"],
         scales: Float[Tensor, "n 3"],
         time: float | Float[Tensor, ""],
-        extra_features: Optional[Float[Tensor, "n extra"]] = None,
+        sampling_points: Optional[str] = None,
     ) -> Tuple[DeformedGaussians, Dict[str, Float[Tensor, ""]]]:
+        """The Gaussians at ``time`` and the regularisers; ``sampling_points`` is the frame features' (the
+        model's ``feature_sampling_points``; unused without features)."""
         if not isinstance(time, Tensor):  # made on the device: a number copied there would wait for the GPU
             time = means.new_full((), float(time))
-        extra = () if extra_features is None else (extra_features,)
-        outputs = self.graphed(means, quats, scales, time.reshape(()).to(means), *extra)
+        outputs = self._graph(sampling_points)(means, quats, scales, time.reshape(()).to(means))
         return DeformedGaussians(*outputs[:3]), dict(zip(REGULARISER_NAMES, outputs[3:]))
 
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # annotations only: the model and trainer modules are importe
 
     from ds4d_ns.data.datamanager import Ds4dDatamanagerConfig
     from ds4d_ns.ds4d_model import Ds4dModelConfig
+    from ds4d_ns.features.feature_bank import FeatureBank
+    from ds4d_ns.options import FusionMode
 
 
 def ds4d_parts(config: TrainerConfig) -> Tuple[Ds4dDatamanagerConfig, Ds4dModelConfig]:
@@ -34,6 +36,33 @@ def ds4d_parts(config: TrainerConfig) -> Tuple[Ds4dDatamanagerConfig, Ds4dModelC
     datamanager, model = config.pipeline.datamanager, config.pipeline.model
     assert isinstance(datamanager, Ds4dDatamanagerConfig) and isinstance(model, Ds4dModelConfig)
     return datamanager, model
+
+
+def moving_cameras_feature_bank(fusion: "FusionMode", out_dim: int) -> "FeatureBank":
+    """Four frames (times 0, 0.3, 0.7, 1) of three 16 px views (focal 10 px) whose cameras move from frame to
+    frame, so which views see a point changes with the frame; random maps of 5 channels (wider than
+    ``out_dim`` makes a learned reduction). Points near (0, 0, 1.5) are seen by some views, not all."""
+    import torch
+
+    from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig
+
+    generator = torch.Generator().manual_seed(0)
+    frames, num_views, channels, size = 4, 3, 5, 16
+    viewmats = torch.eye(4).repeat(frames, num_views, 1, 1)
+    viewmats[..., :3, 3] = 0.6 * torch.randn(frames, num_views, 3, generator=generator)
+    viewmats[..., 2, 3] = viewmats[..., 2, 3].abs() * 0.2
+    intrinsics = torch.tensor([[10.0, 0.0, 8.0], [0.0, 10.0, 8.0], [0.0, 0.0, 1.0]])
+    return FeatureBank(
+        config=FrameFeaturesConfig(mode="dsfd", fusion=fusion, dim=out_dim),
+        maps=torch.randn(frames, num_views, channels, 4, 4, generator=generator),
+        dynamic_magnitude=torch.zeros(frames, num_views, 4, 4),
+        times=torch.tensor([0.0, 0.3, 0.7, 1.0]),
+        viewmats=viewmats,
+        intrinsics=intrinsics.expand(frames, num_views, 3, 3).clone(),
+        width=size,
+        height=size,
+        front_view=1,
+    )
 
 
 def write_fake_dataset(

@@ -67,7 +67,7 @@ def test_deformation_step_off_cuda_is_the_field_and_its_regularisers() -> None:
     reference = _deformation_terms(_eager_deformation(field), field, tensors, 0.3)
     for a, b in zip(ours[0] + ours[1], reference[0] + reference[1]):
         torch.testing.assert_close(a, b)
-    assert step.graphed.captures == 0  # nothing captured off CUDA
+    assert step.captures == 0  # nothing captured off CUDA
 
 
 def _image_batch(device: str, seed: int, views: int = 3) -> Dict[str, Tensor]:
@@ -141,22 +141,91 @@ def test_graphed_deformation_equals_eager_across_inputs_and_a_new_count() -> Non
             assert (a is None) == (b is None)
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    assert graphed.graphed.captures == 2  # one capture per Gaussian count
+    assert graphed.captures == 2  # one capture per Gaussian count
+
+
+def _featured_step_terms(step: Callable, owner: torch.nn.Module, tensors: List[Tensor], time: float) -> Tuple:
+    """Outputs and gradients (Gaussians and every parameter of the field and the features) of a step that
+    samples frame features: ``step(means, quats, scales, time)``."""
+    deformed, regularisers = step(*tensors, torch.tensor(time, device=tensors[0].device))
+    total = (deformed.means.sin().sum() + deformed.quats.square().sum() + deformed.scales.exp().sum()) * 1e-2
+    total = total + sum(regularisers.values())
+    grads = torch.autograd.grad(total, [*tensors, *owner.parameters()], allow_unused=True)
+    values = [deformed.means, deformed.quats, deformed.scales, *regularisers.values()]
+    return [v.detach().clone() for v in values], [None if g is None else g.clone() for g in grads]
+
+
+def _featured_parts(device: str, sampling: str):
+    """A field reading 2-channel frame features, the toy bank's features (distance-aware fusion, a learnt reduction),
+    the step, its eager composition, and Gaussians near the toy cameras."""
+    from conftest import moving_cameras_feature_bank
+
+    from ds4d_ns.fields.tssf import FramePointFeatures
+    from ds4d_ns.step_graphs import gaussian_frame_features
+
+    field = _field(device, extra=2)
+    torch.manual_seed(0)
+    features = FramePointFeatures(moving_cameras_feature_bank("da", out_dim=2)).to(device)
+    step = DeformationStep(field, enabled=True, features=features)
+
+    def eager(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor):
+        extra = gaussian_frame_features(features, field, sampling, means, quats, scales, time).features
+        return field(means, quats, scales, time, extra), field.hexplane.regularisers()
+
+    def stepped(means: Tensor, quats: Tensor, scales: Tensor, time: Tensor):
+        return step(means, quats, scales, time, sampling)
+
+    def gaussians(count: int, seed: int) -> List[Tensor]:
+        tensors = _gaussians(count, device, seed)
+        with torch.no_grad():  # in front of the toy cameras
+            tensors[0].mul_(torch.tensor([0.5, 0.5, 0.3], device=device)).add_(
+                torch.tensor([0.0, 0.0, 0.8], device=device)
+            )
+        return tensors
+
+    return step, stepped, eager, step.parameters_owner, gaussians
+
+
+@pytest.mark.parametrize("sampling", ["centres", "deformed"])
+def test_deformation_step_with_frame_features_off_cuda_is_the_features_then_the_field(sampling: str) -> None:
+    """The step samples the frame features itself (so that a GPU replays them with the deformation): off CUDA
+    it equals the features computed first and handed to the field, values and gradients (the fusion's and
+    reduction's parameters included)."""
+    step, stepped, eager, owner, gaussians = _featured_parts("cpu", sampling)
+    tensors = gaussians(60, 1)
+    ours, reference = (
+        _featured_step_terms(stepped, owner, tensors, 0.45),
+        _featured_step_terms(eager, owner, tensors, 0.45),
+    )
+    for a, b in zip(ours[0], reference[0]):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(ours[1], reference[1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+    fusion_grads = ours[1][3 + len(list(step.field.parameters())) :]
+    assert any(g is not None and g.abs().sum() > 0 for g in fusion_grads)  # the features learn through the step
+    assert step.captures == 0
 
 
 @pytest.mark.gpu
 @needs_cuda
-def test_graphed_deformation_with_frame_features_returns_their_gradient() -> None:
-    field = _field("cuda", extra=6)
-    graphed = DeformationStep(field, enabled=True)
-    tensors = _gaussians(200, "cuda", 5)
-    features = torch.randn(200, 6, device="cuda", requires_grad=True)
-    results = []
-    steps: List[Callable] = [graphed, lambda *a: (field(*a), field.hexplane.regularisers())]
-    for step in steps:
-        deformed, _ = step(*tensors, torch.tensor(0.4, device="cuda"), features)
-        results.append(torch.autograd.grad(deformed.means.square().sum(), features)[0])
-    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-6)
+@pytest.mark.parametrize("sampling", ["centres", "deformed"])
+def test_graphed_deformation_with_frame_features_equals_eager(sampling: str) -> None:
+    """The frame features inside the graph: replays give the eager values and the gradients of the Gaussians and
+    of the fusion's parameters, at frame times and between them, and after a new Gaussian count."""
+    step, stepped, eager, owner, gaussians = _featured_parts("cuda", sampling)
+    for count, seed, time in ((200, 5, 0.3), (200, 6, 0.45), (260, 7, 1.0)):
+        tensors = gaussians(count, seed)
+        ours = _featured_step_terms(stepped, owner, tensors, time)
+        reference = _featured_step_terms(eager, owner, tensors, time)
+        for a, b in zip(ours[0], reference[0]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        for a, b in zip(ours[1], reference[1]):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert step.captures == 2
 
 
 @pytest.mark.gpu

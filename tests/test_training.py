@@ -143,8 +143,8 @@ def test_feature_model_renders_at_times_between_frames(trained_run: TrainedRun):
 def test_a_training_steps_features_and_deformation_read_nothing_back_from_the_device(
     trained_run: TrainedRun, sampling_points: str
 ):
-    """On a GPU a training step's time is a device tensor: the frame features (their frame bracket included)
-    and the deformation must not read a value back to the host, which would stall the kernels queued ahead.
+    """On a GPU a training step's time is a device tensor: the step's deformation with its frame features
+    (their frame bracket included) must not read a value back to the host, which would stall the kernels queued ahead.
     Counted here at the dispatcher on the CPU (``aten._local_scalar_dense`` is what ``float()``, ``.item()``
     and ``bool()`` of a tensor dispatch to); the result equals the Python-time path's."""
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -167,13 +167,12 @@ def test_a_training_steps_features_and_deformation_read_nothing_back_from_the_de
     model.train()
     time = torch.tensor(2 / 3)  # frame 2 of 4, a float32 camera time
     with HostReads() as counter:
-        features = model.frame_features_at(time).features
-        geometry, regularisers = model.deformation_step(model.means, model.quats, model.scales, time, features)
+        geometry, regularisers = model.deformation_step(model.means, model.quats, model.scales, time, sampling_points)
     assert counter.reads == []
-    reference = model.frame_features_at(float(time)).features
-    torch.testing.assert_close(features, reference)
+    reference = model.frame_features_at(float(time)).features  # the Python-time path (frames found on the host)
     expected = model.deformation(model.means, model.quats, model.scales, float(time), reference)
     torch.testing.assert_close(geometry.means, expected.means)
+    torch.testing.assert_close(geometry.quats, expected.quats)
     assert set(regularisers) == {"plane_tv", "time_smoothness", "time_l1"}
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import moving_cameras_feature_bank
 
 from ds4d_ns import camera_layouts
 from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig
@@ -21,7 +22,6 @@ from ds4d_ns.fields.tssf import (
     project_points,
     sample_view_features,
 )
-from ds4d_ns.options import FusionMode
 from ds4d_ns.rendering.camera_matrices import opengl_c2w_to_opencv_viewmat
 
 SIZE = 16
@@ -346,36 +346,13 @@ def test_frame_bracket_on_device_gives_each_frame_the_host_brackets_share(times,
     torch.testing.assert_close(given, expected, atol=1e-6, rtol=0.0)
 
 
-def _moving_cameras_bank(fusion: FusionMode, out_dim: int) -> FramePointFeatures:
-    """Four frames of three views whose cameras move from frame to frame (so which views see a point changes
-    with the frame), random maps wider than the output (a learned reduction)."""
-    generator = torch.Generator().manual_seed(0)
-    frames, num_views, channels = 4, 3, 5
-    viewmats = torch.eye(4).repeat(frames, num_views, 1, 1)
-    viewmats[..., :3, 3] = 0.6 * torch.randn(frames, num_views, 3, generator=generator)
-    viewmats[..., 2, 3] = viewmats[..., 2, 3].abs() * 0.2
-    torch.manual_seed(0)  # the fusion's and reduction's initial parameters
-    return FramePointFeatures(
-        FeatureBank(
-            config=FrameFeaturesConfig(mode="dsfd", fusion=fusion, dim=out_dim),
-            maps=torch.randn(frames, num_views, channels, 4, 4, generator=generator),
-            dynamic_magnitude=torch.zeros(frames, num_views, 4, 4),
-            times=torch.tensor([0.0, 0.3, 0.7, 1.0]),
-            viewmats=viewmats,
-            intrinsics=TOY_K.expand(frames, num_views, 3, 3).clone(),
-            width=SIZE,
-            height=SIZE,
-            front_view=1,
-        )
-    )
-
-
 @pytest.mark.parametrize("fusion", ["front", "mean", "ga", "da"])
 def test_frame_point_features_at_a_tensor_time_equal_those_at_the_same_python_time(fusion):
     """A training step's time is a device tensor and its frames are found there, both bracket frames sampled in
     one batch: features, view weights and gradients equal the host path's, which samples only the frames
     with a share (the reference), at frame times, between them and outside the clip."""
-    module = _moving_cameras_bank(fusion, out_dim=2)
+    torch.manual_seed(0)
+    module = FramePointFeatures(moving_cameras_feature_bank(fusion, out_dim=2))
     generator = torch.Generator().manual_seed(1)
     points = torch.randn(64, 3, generator=generator) * torch.tensor([0.8, 0.8, 0.5]) + torch.tensor([0.0, 0.0, 1.5])
     for time in (0.0, 0.3, 0.45, 0.7, 0.99, 1.0, -0.2, 1.3):
