@@ -35,6 +35,7 @@ from ds4d_ns.cuda_graphs import GraphedFunction, TensorFunction
 from ds4d_ns.fields.deformation import DeformationField, DeformedGaussians
 from ds4d_ns.fields.tssf import FramePointFeatures, FusionResult
 from ds4d_ns.losses.photometric import photometric_loss
+from ds4d_ns.options import SamplingPoints
 
 REGULARISER_NAMES: Tuple[str, ...] = ("plane_tv", "time_smoothness", "time_l1")
 
@@ -42,7 +43,7 @@ REGULARISER_NAMES: Tuple[str, ...] = ("plane_tv", "time_smoothness", "time_l1")
 def gaussian_frame_features(
     features: FramePointFeatures,
     field: DeformationField,
-    sampling_points: Optional[str],
+    sampling_points: Optional[SamplingPoints],
     means: Float[Tensor, "n 3"],
     quats: Float[Tensor, "n 4"],
     scales: Float[Tensor, "n 3"],
@@ -79,14 +80,14 @@ class DeformationStep:
         # the graphs' owner: every parameter the step reads (a plain attribute here, so the model's
         # checkpoint keys are unchanged)
         self.parameters_owner: nn.Module = field if features is None else nn.ModuleList([field, features])
-        self._graphs: Dict[Optional[str], GraphedFunction] = {}
+        self._graphs: Dict[Optional[SamplingPoints], GraphedFunction] = {}
 
     @property
     def captures(self) -> int:
         """CUDA-graph captures so far, over the sampling choices used."""
         return sum(graph.captures for graph in self._graphs.values())
 
-    def _graph(self, sampling_points: Optional[str]) -> GraphedFunction:
+    def _graph(self, sampling_points: Optional[SamplingPoints]) -> GraphedFunction:
         if sampling_points not in self._graphs:
             field, features = self.field, self.features
 
@@ -107,7 +108,7 @@ class DeformationStep:
         quats: Float[Tensor, "n 4"],
         scales: Float[Tensor, "n 3"],
         time: float | Float[Tensor, ""],
-        sampling_points: Optional[str] = None,
+        sampling_points: Optional[SamplingPoints] = None,
     ) -> Tuple[DeformedGaussians, Dict[str, Float[Tensor, ""]]]:
         """The Gaussians at ``time`` and the regularisers; ``sampling_points`` is the frame features' (the
         model's ``feature_sampling_points``; unused without features)."""

@@ -16,6 +16,7 @@ from torch import Tensor
 from ds4d_ns.cuda_graphs import GraphedFunction
 from ds4d_ns.fields.deformation import DeformationField
 from ds4d_ns.losses.photometric import photometric_loss
+from ds4d_ns.options import SamplingPoints
 from ds4d_ns.step_graphs import DeformationStep, ImageLosses
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
@@ -155,7 +156,7 @@ def _featured_step_terms(step: Callable, owner: torch.nn.Module, tensors: List[T
     return [v.detach().clone() for v in values], [None if g is None else g.clone() for g in grads]
 
 
-def _featured_parts(device: str, sampling: str):
+def _featured_parts(device: str, sampling: SamplingPoints):
     """A field reading 2-channel frame features, the toy bank's features (distance-aware fusion, a learnt reduction),
     the step, its eager composition, and Gaussians near the toy cameras."""
     from conftest import moving_cameras_feature_bank
@@ -186,8 +187,8 @@ def _featured_parts(device: str, sampling: str):
     return step, stepped, eager, step.parameters_owner, gaussians
 
 
-@pytest.mark.parametrize("sampling", ["centres", "deformed"])
-def test_deformation_step_with_frame_features_off_cuda_is_the_features_then_the_field(sampling: str) -> None:
+@pytest.mark.parametrize("sampling", ["canonical", "deformed"])
+def test_deformation_step_with_frame_features_off_cuda_is_the_features_then_the_field(sampling: SamplingPoints) -> None:
     """The step samples the frame features itself (so that a GPU replays them with the deformation): off CUDA
     it equals the features computed first and handed to the field, values and gradients (the fusion's and
     reduction's parameters included)."""
@@ -210,8 +211,8 @@ def test_deformation_step_with_frame_features_off_cuda_is_the_features_then_the_
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("sampling", ["centres", "deformed"])
-def test_graphed_deformation_with_frame_features_equals_eager(sampling: str) -> None:
+@pytest.mark.parametrize("sampling", ["canonical", "deformed"])
+def test_graphed_deformation_with_frame_features_equals_eager(sampling: SamplingPoints) -> None:
     """The frame features inside the graph: replays give the eager values and the gradients of the Gaussians and
     of the fusion's parameters, at frame times and between them, and after a new Gaussian count."""
     step, stepped, eager, owner, gaussians = _featured_parts("cuda", sampling)

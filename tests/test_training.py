@@ -139,7 +139,7 @@ def test_feature_model_renders_at_times_between_frames(trained_run: TrainedRun):
     assert torch.isfinite(means).all()
 
 
-@pytest.mark.parametrize("sampling_points", ["centres", "deformed"])
+@pytest.mark.parametrize("sampling_points", ["canonical", "deformed"])
 def test_a_training_steps_features_and_deformation_read_nothing_back_from_the_device(
     trained_run: TrainedRun, sampling_points: str
 ):
