@@ -1,4 +1,4 @@
-"""How much of the eval moving-region PSNR better motion could explain: per-frame eval scores against the canonical frame.
+"""How much of the eval moving-region PSNR better motion could explain: per-frame scores against the canonical frame.
 
 A ds4d model's canonical Gaussians are fitted to the middle frame, so that frame's moving region needs no
 motion at all. If the deformation were perfect, every other frame would score about as well there as the

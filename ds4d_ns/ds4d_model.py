@@ -56,7 +56,7 @@ from ds4d_ns.initial_gaussians import initial_gaussians, random_ball
 from ds4d_ns.losses.photometric import role_weights
 from ds4d_ns.model_metrics import image_metrics, load_lpips_metric, step_metrics
 from ds4d_ns.options import WeightsMode
-from ds4d_ns.rendering.camera_matrices import intrinsics_and_size, opengl_c2w_to_opencv_viewmat
+from ds4d_ns.rendering.camera_matrices import cached_viewmats, intrinsics_and_size
 from ds4d_ns.rendering.playback import PlaybackCache, PlaybackMode, parameter_state
 from ds4d_ns.rendering.rasterize import rasterize_gaussians
 from ds4d_ns.rendering.torch_rasterizer import RenderMode
@@ -331,7 +331,7 @@ class Ds4dModel(SplatfactoModel):
             means, quats, scales = means[keep], quats[keep], scales[keep]
             opacities, features_dc, features_rest = opacities[keep], features_dc[keep], features_rest[keep]
 
-        viewmats = opengl_c2w_to_opencv_viewmat(camera.camera_to_worlds)
+        viewmats = cached_viewmats(camera.camera_to_worlds)  # once per cached frame batch in training
         Ks, width, height = intrinsics_and_size(camera, 1.0 / self._get_downscale_factor())
         Ks = Ks.to(self.device)
         self.last_size = (height, width)

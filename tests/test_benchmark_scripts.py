@@ -95,3 +95,25 @@ def test_end_to_end_script_times_each_command(tmp_path: Path, tiny_zero123plus: 
     assert record["total_minutes"] == pytest.approx(sum(record["seconds"].values()) / 60, abs=0.01)
     exported = tmp_path / "work" / "export"
     assert (exported / "mesh" / "animated.glb").is_file() and (exported / "web" / "index.html").is_file()
+
+
+def test_step_operations_attributes_every_operation_of_a_step(tmp_path: Path):
+    """``benchmarks/step_operations.py`` (a CPU measurement): forward operations by the part that dispatches them,
+    backward ones by the part whose autograd node runs them (private torch APIs: this notices when they change)."""
+    out = tmp_path / "ops.json"
+    command = [
+        sys.executable,
+        "benchmarks/step_operations.py",
+        *("--method", "ds4d-base", "--frames", "3", "--resolution", "32", "--workdir", str(tmp_path / "work")),
+        *("--static-steps", "4", "--warmup-steps", "3", "--count-steps", "2", "--output", str(out)),
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=_script_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads(out.read_text())
+    parts = record["operations_per_step"]
+    for part in ("graphed: deformation", "graphed: image losses", "raster", "optimiser", "densification", "rest"):
+        assert parts.get(part, 0) > 0, part
+    for part in ("graphed: deformation", "graphed: image losses", "raster"):  # their backward found its part
+        assert parts.get(f"backward: {part}", 0) > 0, part
+    assert record["total_per_step"] == pytest.approx(sum(parts.values()), abs=0.5)
+    assert 0 < record["graph_share"] < record["graph_share_without_raster"] < 1

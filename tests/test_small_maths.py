@@ -174,3 +174,60 @@ def test_image_size_is_read_once_per_size_tensors_and_again_after_a_write() -> N
     width[:] = 80  # an in-place write bumps the version: read again
     assert _image_size(width, height) == (80, 48)
     assert _image_size(width, torch.tensor([[30]])) == (80, 30)  # another height tensor
+
+
+def test_camera_matrices_are_built_once_per_cached_cameras_and_again_after_a_write() -> None:
+    """Training serves each frame's cameras as the same tensors at every step: the world-to-camera and pinhole
+    matrices are built on the first step that sees them (no operation dispatched after that), and again when
+    a tensor is written to or the scale changes; always equal to the direct computation."""
+    from nerfstudio.cameras.cameras import Cameras
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ds4d_ns.rendering.camera_matrices import cached_viewmats, intrinsics_and_size, opengl_c2w_to_opencv_viewmat
+
+    class Dispatched(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Dispatched.count += 1
+            return func(*args, **(kwargs or {}))
+
+    generator = torch.Generator().manual_seed(0)
+    cameras = Cameras(
+        camera_to_worlds=torch.randn(3, 3, 4, generator=generator),
+        fx=torch.tensor([[100.0], [120.0], [90.5]]),
+        fy=torch.tensor([[101.0], [119.0], [91.5]]),
+        cx=torch.full((3, 1), 32.0),
+        cy=torch.full((3, 1), 24.0),
+        width=64,
+        height=48,
+    )
+
+    def direct(scale: float):
+        copy = Cameras(
+            camera_to_worlds=cameras.camera_to_worlds.clone(),
+            fx=cameras.fx.clone(),
+            fy=cameras.fy.clone(),
+            cx=cameras.cx.clone(),
+            cy=cameras.cy.clone(),
+            width=64,
+            height=48,
+        )
+        copy.rescale_output_resolution(scale)
+        return opengl_c2w_to_opencv_viewmat(cameras.camera_to_worlds.clone()), copy.get_intrinsics_matrices()
+
+    first = cached_viewmats(cameras.camera_to_worlds), intrinsics_and_size(cameras, 0.5)[0]
+    with Dispatched():
+        again = cached_viewmats(cameras.camera_to_worlds), intrinsics_and_size(cameras, 0.5)[0]
+    assert Dispatched.count == 0 and again[0] is first[0] and again[1] is first[1]
+    for got, want in zip(first, direct(0.5)):
+        torch.testing.assert_close(got, want)
+
+    cameras.camera_to_worlds[0, 0, 3] += 1.0  # a write: built again
+    cameras.cx[1] = 30.0
+    rebuilt = cached_viewmats(cameras.camera_to_worlds), intrinsics_and_size(cameras, 0.5)[0]
+    for got, want in zip(rebuilt, direct(0.5)):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(intrinsics_and_size(cameras, 1.0)[0], direct(1.0)[1])  # another scale
+    moving = cameras.camera_to_worlds.clone().requires_grad_(True)  # a pose being optimised: never cached
+    assert cached_viewmats(moving).requires_grad and cached_viewmats(moving) is not cached_viewmats(moving)

@@ -32,20 +32,48 @@ def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Fl
     return viewmats
 
 
+_VIEWMATS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+"""World-to-camera matrices per camera-to-world tensor (with that tensor's version then)."""
+
+
+def cached_viewmats(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Float[Tensor, "c 4 4"]:
+    """:func:`opengl_c2w_to_opencv_viewmat`, computed once per camera tensor until it is written to: training
+    serves each frame's cameras as the same cached tensors at every step, and the conversion is some twenty
+    operations (each a kernel launch on a GPU). Recomputed for a tensor that requires gradients. The result is
+    shared between calls: read it, never write to it."""
+    if camera_to_worlds.requires_grad:
+        return opengl_c2w_to_opencv_viewmat(camera_to_worlds)
+    known = _VIEWMATS.get(camera_to_worlds)
+    if known is None or known[0] != camera_to_worlds._version:
+        known = (camera_to_worlds._version, opengl_c2w_to_opencv_viewmat(camera_to_worlds))
+        _VIEWMATS[camera_to_worlds] = known
+    return known[1]
+
+
 def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3 3"], int, int]:
     """Pinhole matrices of ``cameras`` and their image width and height, all scaled by ``scale``.
 
     What ``Cameras.rescale_output_resolution`` then ``get_intrinsics_matrices`` give (sizes truncated
     as nerfstudio does), without their cost on a GPU: nerfstudio fills a CPU matrix from the device's
     values and rescales in place, each a wait for the GPU; here the matrices are built on the
-    cameras' device and the size is read back once (once per cached cameras in training). All cameras must
-    share one size."""
-    fx, fy, cx, cy = (getattr(cameras, name).view(-1) * scale for name in ("fx", "fy", "cx", "cy"))
-    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
-    # float32 whatever the cameras hold, as nerfstudio's matrices (ns-render's camera paths are float64)
-    Ks = torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float()
+    cameras' device and the size is read back once (once per cached cameras in training). The matrices too are
+    built once per cached cameras and scale (shared between calls: read them, never write to them). All cameras
+    must share one size."""
     width, height = _image_size(cameras.width, cameras.height)
-    return Ks, int(width * scale), int(height * scale)
+    values = [getattr(cameras, name) for name in ("fx", "fy", "cx", "cy")]
+    key = (scale, *((id(value), value._version) for value in values[1:]), values[0]._version)
+    known = _INTRINSICS.get(values[0])
+    if known is None or known[0] != key:
+        fx, fy, cx, cy = (value.view(-1) * scale for value in values)
+        zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+        # float32 whatever the cameras hold, as nerfstudio's matrices (ns-render's camera paths are float64)
+        known = (key, torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float())
+        _INTRINSICS[values[0]] = known
+    return known[1], int(width * scale), int(height * scale)
+
+
+_INTRINSICS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+"""Pinhole matrices per focal-length tensor (with the scale, the other tensors' ids and all their versions then)."""
 
 
 _SIZES: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
