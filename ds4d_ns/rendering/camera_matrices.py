@@ -50,6 +50,10 @@ def cached_viewmats(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Float[Tensor, "
     return known[1]
 
 
+_INTRINSICS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+"""Pinhole matrices per focal-length tensor (with the scale, the other tensors' ids and all their versions then)."""
+
+
 def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3 3"], int, int]:
     """Pinhole matrices of ``cameras`` and their image width and height, all scaled by ``scale``.
 
@@ -70,10 +74,6 @@ def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3
         known = (key, torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float())
         _INTRINSICS[values[0]] = known
     return known[1], int(width * scale), int(height * scale)
-
-
-_INTRINSICS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
-"""Pinhole matrices per focal-length tensor (with the scale, the other tensors' ids and all their versions then)."""
 
 
 _SIZES: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
