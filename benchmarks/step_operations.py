@@ -7,8 +7,10 @@ nerfstudio's own training loop, and attributes each to a part of the step:
 
 * forward: ``data`` (the batch), ``graphed: deformation`` (``DeformationStep``: frame features, deformation,
   HexPlane regularisers), ``raster`` (the rasteriser), ``graphed: image losses`` (``ImageLosses``),
-  ``optimiser`` (Adam steps, zeroing, schedulers), ``densification`` (the strategy), ``rest`` (everything
-  else: parameter activations, ground truth, loss sum, callbacks, metrics on logged steps);
+  ``optimiser`` (Adam steps, zeroing, schedulers), ``densification`` (the strategy), with ``--priors``
+  ``graphed: LPIPS``, ``graphed: VAE encoder``, ``graphed: UNet`` (Zero123's guided call, no gradients) and
+  ``priors: other`` (the SDS view, its render's glue, the weighting), and ``rest`` (everything else:
+  parameter activations, ground truth, loss sum, callbacks, metrics on logged steps);
 * backward: each operation goes to the forward part whose autograd node it runs (a node's sequence number
   falls in the range of the part that created it; ``torch._C._current_autograd_node``), or ``backward:
   rest`` (the engine's own, gradient accumulation).
@@ -40,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from profile_step import run_steps  # noqa: E402
 from train_recipe import add_recipe_arguments, build_trainer  # noqa: E402
 
-GRAPHED = ("graphed: deformation", "graphed: image losses")
+GRAPHED = ("graphed: deformation", "graphed: image losses", "graphed: LPIPS", "graphed: VAE encoder", "graphed: UNet")
 
 
 def _sequence_now() -> int:
@@ -74,8 +76,8 @@ class OperationCounter:
         self.counts: Dict[str, int] = collections.Counter()
         self.detail = detail
         self.rest_sources: Dict[str, int] = collections.Counter()
-        """With ``detail``: where the forward ``rest`` operations come from (the first project, nerfstudio, gsplat
-        or torch.optim frame on the stack, and the operation)."""
+        """With ``detail``: where the forward ``rest`` and ``priors: other`` operations come from (the innermost
+        project, nerfstudio, gsplat or torch.optim/nn frame on the stack, and the operation)."""
         self.labels: List[str] = []
         self.ranges: List[Tuple[str, int, int]] = []  # (part, first sequence number, last) of this step's parts
         self.backward = False
@@ -91,7 +93,7 @@ class OperationCounter:
                 if not counter.paused:
                     part = counter.part_of_current_operation()
                     counter.counts[part] += 1
-                    if counter.detail and part == "rest":
+                    if counter.detail and part in ("rest", "priors: other"):
                         counter.rest_sources[f"{_caller()} {func}"] += 1
                 return func(*args, **(kwargs or {}))
 
@@ -105,9 +107,9 @@ class OperationCounter:
         node = torch._C._current_autograd_node()
         if node is not None:
             number = node._sequence_nr()
-            for part, first, last in reversed(self.ranges):  # innermost (latest opened) first
-                if first < number < last:
-                    return f"backward: {part}"
+            holding = [(last - first, part) for part, first, last in self.ranges if first < number < last]
+            if holding:  # the innermost part that made the node: the narrowest range holding its number
+                return f"backward: {min(holding)[1]}"
         return "backward: rest"
 
     @contextlib.contextmanager
@@ -184,6 +186,13 @@ def instrument(trainer, counter: OperationCounter) -> contextlib.ExitStack:
             label(trainer.optimizers, name, "optimiser")
     for name in ("step_pre_backward", "step_post_backward"):
         label(model.strategy, name, "densification")
+    priors = getattr(model, "priors", None)
+    if priors is not None:  # LPIPS and SDS (--priors): the graphed networks inside the priors' other work
+        label(priors, "losses", "priors: other")
+        label(priors, "_lpips_graph", "graphed: LPIPS")
+        if priors.zero123 is not None:
+            label(priors.zero123, "_encoder", "graphed: VAE encoder")
+            label(priors.zero123, "_noise", "graphed: UNet")
 
     def backward(original: Callable) -> Callable:
         @functools.wraps(original)
@@ -203,7 +212,9 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=20, help="dynamic-stage steps before counting")
     parser.add_argument("--count-steps", type=int, default=10)
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--detail", action="store_true", help="also record where the forward 'rest' comes from")
+    parser.add_argument(
+        "--detail", action="store_true", help="also record where the forward 'rest' and 'priors: other' come from"
+    )
     parser.set_defaults(static_steps=20, dynamic_steps=200)
     args = parser.parse_args()
 

@@ -7,8 +7,9 @@
 #      default step, so its windmill record is also the first timed run with CUDA graphs);
 #   3. ds4d-base on windmill eager (cuda_graphs=False): the step as before, on this machine;
 #   4. the step profile with graphs (short schedule); 5. ds4d-base with graphs again (the second run the
-#   targets ask for); 6. the eager step profile; 7. ds4d (DINOv2-small, random weights) with graphs and
-#   eager. From 3 on, each only while the time left (BUDGET_S, seconds from the start) allows.
+#   targets ask for); 6. the eager step profile; 7. the step's operations by part (step_operations.py, gsplat's
+#   included); 8. ds4d (DINOv2-small, random weights) with graphs and eager. From 3 on, each only while the
+#   time left (BUDGET_S, seconds from the start) allows.
 # Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
 #   bash benchmarks/step_speed_gpu.sh OUTDIR      (SCENES="windmill" for the mesh on one scene only)
 # Records: OUTDIR/recipe-*.json (train_recipe.py), OUTDIR/profile-*.json, OUTDIR/mesh-*.json; logs beside them.
@@ -21,7 +22,9 @@ work=${WORK:-/tmp/ds4d-bench}
 size=()          # train_recipe.py's scene and schedule: the script's defaults (the full recipe)
 mesh_size=()     # the mesh runs' (a smoke run trains them longer: after a few steps no Gaussian is opaque enough to mesh)
 profile_size=(--static-steps 100 --warmup-steps 300 --profile-steps 30)
+operations_size=()
 if [ -n "${SMOKE:-}" ]; then
+  operations_size=(--frames 3 --resolution 32 --static-steps 4 --warmup-steps 3 --count-steps 2)
   size=(--frames 3 --resolution 32 --static-steps 4 --dynamic-steps 6)
   mesh_size=(--frames 3 --resolution 32 --static-steps 40 --dynamic-steps 10)
   profile_size=(--frames 3 --resolution 32 --static-steps 2 --warmup-steps 2 --profile-steps 2 --smoke)
@@ -63,6 +66,11 @@ echo "  (${SECONDS} s)"
 ((SECONDS + 50 < budget)) && profile base-graphs --method ds4d-base
 ((SECONDS + 90 < budget)) && recipe base-graphs2 --method ds4d-base
 ((SECONDS + 50 < budget)) && profile base-eager --method ds4d-base --model-set cuda_graphs=False
+if ((SECONDS + 40 < budget)); then  # operations a step by part, gsplat's included (benchmarks/step_operations.py)
+  python3 benchmarks/step_operations.py --method ds4d-base --workdir "$work" --output "$out/operations-base.json" \
+    "${operations_size[@]}" > "$out/operations-base.log" 2>&1 || tail -5 "$out/operations-base.log"
+  tail -1 "$out/operations-base.log"
+fi
 ((SECONDS + 120 < budget)) && recipe ds4d-graphs --method ds4d --feature-weights random-init
 ((SECONDS + 150 < budget)) && recipe ds4d-eager --method ds4d --feature-weights random-init --model-set cuda_graphs=False
 echo "done (${SECONDS} s)"

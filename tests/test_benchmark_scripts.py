@@ -72,6 +72,8 @@ def test_step_speed_script_writes_every_record(tmp_path: Path):
     for tag in ("base-graphs", "base-eager"):
         profile = json.loads((out / f"profile-{tag}.json").read_text())
         assert profile, tag
+    operations = json.loads((out / "operations-base.json").read_text())
+    assert operations["method"] == "ds4d-base" and operations["graphed_per_step"] > 0
     assert "pytest -m gpu (graph tests)" in printed
 
 
