@@ -232,6 +232,11 @@ def main() -> None:
 
     Ds4dAdamConfig.setup = fused_setup  # type: ignore[method-assign]
     trainer, _ = build_trainer(args)
+    if trainer.pipeline.model.config.cuda_graphs and torch.cuda.is_available():
+        raise SystemExit(
+            "step_operations.py counts the eager step (the graphed parts are labelled; a capture under the counting "
+            "mode would fail): run it with --model-set cuda_graphs=False"
+        )
     start = args.static_steps + args.warmup_steps
     run_steps(trainer, start, 0)
     counter = OperationCounter(detail=args.detail)
