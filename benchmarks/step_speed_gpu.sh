@@ -11,7 +11,7 @@
 #   included); 8. ds4d (DINOv2-small, random weights) with graphs and eager. From 3 on, each only while the
 #   time left (BUDGET_S, seconds from the start) allows.
 # Usage (GPU machine, after `source .whl/bootstrap.sh` and installing the project):
-#   bash benchmarks/step_speed_gpu.sh OUTDIR      (SCENES="windmill" for the mesh on one scene only)
+#   bash benchmarks/step_speed_gpu.sh OUTDIR      (SCENES="windmill": the mesh of one scene; SCENES="": none)
 # Records: OUTDIR/recipe-*.json (train_recipe.py), OUTDIR/profile-*.json, OUTDIR/mesh-*.json; logs beside them.
 # SMOKE=1: every step on a tiny scene and schedule, on whatever device there is (the CPU check of this
 # script that tests/test_benchmark_scripts.py runs, so that a GPU call is not spent on a typo); times nothing.
@@ -60,7 +60,7 @@ fi
 echo "pytest -m gpu (graph tests): $(tail -1 "$out/pytest-graphs.log") (${SECONDS} s)"
 # one scene at a time, each with its own limit (about 150 s a scene on an H200: synthesis, training,
 # ds4d-eval, export, measurement), so that a slow first scene does not cost the second its figures
-for scene in ${SCENES:-windmill waving}; do
+for scene in ${SCENES-windmill waving}; do  # SCENES="" skips the meshes (a second call)
   RECIPE_ARGS="$graphs_flag ${mesh_size[*]}" WORK="$work/mesh" timeout 220 bash benchmarks/mesh_fidelity_gpu.sh "$out" "$scene"
   summary "$out/recipe-$scene.json"
   echo "  (${SECONDS} s)"
