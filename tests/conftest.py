@@ -393,3 +393,70 @@ def save_zero123plus_processors(folder: Path, vae_size: int = 512, clip_size: in
 def tiny_zero123plus(tmp_path_factory) -> Path:
     """Folder of a tiny random Zero123++, usable as ``Zero123PlusConfig.model_id``."""
     return save_tiny_zero123plus(tmp_path_factory.mktemp("tiny_zero123plus"))
+
+
+def emulated_graph_capture(module, samples, allow_unused_input: bool = False):
+    """``torch.cuda.make_graphed_callables``'s contract, emulated on the CPU (no CUDA graph is made).
+
+    What a caller of a captured graph must live with, reproduced so that a CPU training run exposes misuse:
+    the outputs are views of memory that the next call overwrites; the inputs are copied into the capture's
+    own tensors; the gradients come back in the capture's own buffers (which autograd may adopt as a
+    parameter's ``.grad``) and are overwritten by the next backward; and a backward must follow the latest
+    forward (a graph's backward reads the activations its forward left in static memory, so a second forward
+    before the first backward would corrupt it): that raises here. Eager arithmetic otherwise.
+    """
+    import torch
+    from torch.autograd.function import once_differentiable
+
+    parameters = tuple(module.parameters())
+    static_inputs = tuple(sample.detach().clone().requires_grad_(sample.requires_grad) for sample in samples)
+    surface = static_inputs + parameters
+    with torch.enable_grad():
+        first = module(*static_inputs)
+    static_outputs = tuple(output.detach().clone() for output in first)
+    static_grads = [torch.zeros_like(t) if t.requires_grad else None for t in surface]
+    calls = {"latest": 0}
+
+    class Replay(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *inputs):
+            with torch.no_grad():
+                for static, value in zip(static_inputs, inputs[: len(static_inputs)]):
+                    static.copy_(value)
+            with torch.enable_grad():
+                outputs = module(*static_inputs)
+            calls["latest"] += 1
+            ctx.call, ctx.outputs = calls["latest"], outputs
+            with torch.no_grad():
+                for static, output in zip(static_outputs, outputs):
+                    static.copy_(output)
+            return tuple(static.detach() for static in static_outputs)
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, *grads):
+            if ctx.call != calls["latest"]:
+                raise RuntimeError("a captured graph's backward ran after a later forward of the same graph")
+            pairs = [(o, g) for o, g in zip(ctx.outputs, grads) if o.requires_grad and g is not None]
+            targets = [t for t in surface if t.requires_grad]
+            computed = iter(
+                torch.autograd.grad(
+                    [o for o, _ in pairs], targets, [g for _, g in pairs], allow_unused=allow_unused_input
+                )
+                if pairs
+                else [None] * len(targets)
+            )
+            result = []
+            for buffer in static_grads:
+                value = None if buffer is None else next(computed)
+                if buffer is None or value is None:
+                    result.append(None)
+                else:
+                    buffer.copy_(value)
+                    result.append(buffer.detach())
+            return tuple(result)
+
+    def replay(*user_args):
+        return Replay.apply(*(user_args + parameters))
+
+    return replay

@@ -544,3 +544,50 @@ def test_a_resumed_run_keeps_training_every_parameter(scene, tiny_dinov2, tmp_pa
     for name in ("gauss_params.means", "frame_point_features.fusion.front_logit"):
         assert after[name].shape == loaded[name].shape  # no densification in these few steps
         assert not torch.equal(after[name], loaded[name]), f"{name} did not train after resume"
+
+
+def test_training_with_the_cuda_graph_contract_equals_eager_training(scene, tiny_dinov2, tmp_path, monkeypatch):
+    """With ``--pipeline.model.cuda-graphs True`` the step must live with a captured graph's contract: outputs
+    overwritten by the next call, gradients handed back in the graph's own buffers, each backward after its
+    own forward. The CPU cannot capture, so the contract is emulated (``conftest.emulated_graph_capture``) in
+    place of ``torch.cuda.make_graphed_callables``; a `ds4d` run through both stages (frame features in the
+    graph) must then train as the eager run does, loss for loss."""
+    from conftest import emulated_graph_capture
+
+    from ds4d_ns.cuda_graphs import GraphedFunction
+
+    static_steps, dynamic_steps = 6, 14
+
+    def train(graphs: bool, name: str):
+        config = small_config(scene, tmp_path / name, tiny_dinov2, static_steps, dynamic_steps, "run")
+        ds4d_parts(config)[1].cuda_graphs = graphs
+        random.seed(0)
+        np.random.seed(0)
+        torch.manual_seed(0)
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        model = trainer.pipeline.model
+        losses: List[Dict[str, float]] = []
+        get_loss_dict = model.get_loss_dict
+
+        def recording_get_loss_dict(outputs, batch, metrics_dict=None):
+            loss_dict = get_loss_dict(outputs, batch, metrics_dict)
+            losses.append({key: float(value) for key, value in loss_dict.items()})
+            return loss_dict
+
+        model.get_loss_dict = recording_get_loss_dict
+        trainer.train()
+        return losses, model
+
+    eager_losses, _ = train(False, "eager")
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", emulated_graph_capture)
+    monkeypatch.setattr(GraphedFunction, "_graphable", lambda self, args: self.enabled and torch.is_grad_enabled())
+    graphed_losses, model = train(True, "graphed")
+
+    assert model.deformation_step.captures >= 1 and model.image_losses.captures >= 1  # the emulated graphs ran
+    assert all(graph.enabled for graph in model.deformation_step._graphs.values())  # none fell back to eager
+    assert len(graphed_losses) == len(eager_losses) == static_steps + dynamic_steps
+    for step, (graphed, eager) in enumerate(zip(graphed_losses, eager_losses)):
+        assert graphed.keys() == eager.keys(), step
+        for key in eager:
+            assert graphed[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-7), (step, key)
