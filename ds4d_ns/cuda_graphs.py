@@ -99,9 +99,13 @@ class GraphedInference:
         self._inputs: List[Tensor] = []
         self._outputs: Tuple[Tensor, ...] = ()
 
+    def _graphable(self, args: Tuple[Tensor, ...]) -> bool:
+        """Whether this call can replay the graph: enabled and on CUDA."""
+        return self.enabled and bool(args) and args[0].is_cuda
+
     @torch.no_grad()
     def __call__(self, *args: Tensor) -> Tuple[Tensor, ...]:
-        if not (self.enabled and args and args[0].is_cuda):
+        if not self._graphable(args):
             return tuple(self.function(*args))
         key = tuple((a.shape, a.dtype) for a in args)
         if key != self._key or self._graph is None:

@@ -460,3 +460,29 @@ def emulated_graph_capture(module, samples, allow_unused_input: bool = False):
         return Replay.apply(*(user_args + parameters))
 
     return replay
+
+
+class EmulatedInferenceGraph:
+    """A ``torch.cuda.CUDAGraph`` stand-in for ``GraphedInference`` on the CPU: ``replay`` recomputes the
+    function from the capture's own input tensors into the capture's own output tensors (what a replay does),
+    so a caller that keeps an output past the next call sees it overwritten, as on a GPU."""
+
+    def __init__(self, function, inputs, outputs) -> None:
+        self.function, self.inputs, self.outputs = function, inputs, outputs
+
+    def replay(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for static, value in zip(self.outputs, self.function(*self.inputs)):
+                static.copy_(value)
+
+
+def emulated_inference_capture(self, args, key) -> None:
+    """``GraphedInference._capture`` on the CPU: static inputs and outputs, an :class:`EmulatedInferenceGraph`."""
+    self._graph, self._key, self._outputs = None, None, ()
+    self._inputs = [a.detach().clone() for a in args]
+    self._outputs = tuple(output.clone() for output in self.function(*self._inputs))
+    self._graph = EmulatedInferenceGraph(self.function, self._inputs, self._outputs)
+    self._key = key
+    self.captures += 1

@@ -591,3 +591,57 @@ def test_training_with_the_cuda_graph_contract_equals_eager_training(scene, tiny
         assert graphed.keys() == eager.keys(), step
         for key in eager:
             assert graphed[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-7), (step, key)
+
+
+def test_lpips_and_sds_under_the_cuda_graph_contract_equal_eager(
+    scene, tiny_dinov2, tiny_zero123, tmp_path, monkeypatch
+):
+    """The priors' graphed networks (LPIPS forward + backward, Zero123's VAE encoder forward + backward, its
+    guided UNet call without gradients) under the emulated graph contract: the run equals the eager one."""
+    from conftest import emulated_graph_capture, emulated_inference_capture
+
+    from ds4d_ns.cuda_graphs import GraphedFunction, GraphedInference
+
+    def train(graphs: bool, name: str):
+        config = small_config(scene, tmp_path / name, tiny_dinov2, 2, 5, "priors", priors=True)
+        model_config = config.pipeline.model
+        model_config.cuda_graphs = graphs
+        model_config.lpips_backbone = "random-init"
+        model_config.sds.weight = 1.0
+        model_config.sds.pseudo_condition_weight = model_config.sds.input_condition_weight = 1.0
+        model_config.sds.model_id = str(tiny_zero123)
+        model_config.sds.resolution = 16
+        random.seed(0)
+        np.random.seed(0)
+        torch.manual_seed(0)
+        trainer = config.setup(local_rank=0, world_size=1)
+        trainer.setup()
+        model = trainer.pipeline.model
+        losses: List[Dict[str, float]] = []
+        get_loss_dict = model.get_loss_dict
+
+        def recording(outputs, batch, metrics_dict=None):
+            loss_dict = get_loss_dict(outputs, batch, metrics_dict)
+            losses.append({key: float(value) for key, value in loss_dict.items()})
+            return loss_dict
+
+        model.get_loss_dict = recording
+        trainer.train()
+        return losses, model
+
+    eager_losses, _ = train(False, "eager")
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", emulated_graph_capture)
+    monkeypatch.setattr(GraphedFunction, "_graphable", lambda self, args: self.enabled and torch.is_grad_enabled())
+    monkeypatch.setattr(GraphedInference, "_graphable", lambda self, args: self.enabled)
+    monkeypatch.setattr(GraphedInference, "_capture", emulated_inference_capture)
+    graphed_losses, model = train(True, "graphed")
+
+    priors = model.priors
+    assert priors is not None and priors.zero123 is not None
+    captured = [priors._lpips_graph, priors.zero123._encoder, priors.zero123._noise]
+    assert all(graph.captures >= 1 and graph.enabled for graph in captured)
+    assert [("sds_loss" in step) for step in graphed_losses] == [False, False, True, True, True, True, True]
+    for step, (graphed, eager) in enumerate(zip(graphed_losses, eager_losses, strict=True)):
+        assert graphed.keys() == eager.keys(), step
+        for key in eager:
+            assert graphed[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-7), (step, key)
