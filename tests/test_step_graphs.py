@@ -42,12 +42,13 @@ def _gaussians(count: int, device: str, seed: int) -> List[Tensor]:
     return [torch.randn(*shape, generator=generator).to(device).requires_grad_(True) for shape in shapes]
 
 
-def _deformation_terms(step: Callable, field: DeformationField, tensors: List[Tensor], time: float) -> Tuple:
-    """Values of the step's outputs and gradients of one scalar built from all of them."""
+def _deformation_terms(step: Callable, owner: torch.nn.Module, tensors: List[Tensor], time: float) -> Tuple:
+    """Values of the step's outputs (``step(means, quats, scales, time)``) and the gradients of one scalar built
+    from all of them, for the Gaussians and every parameter of ``owner`` (the field, or field and features)."""
     deformed, regularisers = step(*tensors, torch.tensor(time, device=tensors[0].device))
     total = (deformed.means.sin().sum() + deformed.quats.square().sum() + deformed.scales.exp().sum()) * 1e-2
     total = total + sum(regularisers.values())
-    parameters = [*tensors, *field.parameters()]
+    parameters = [*tensors, *owner.parameters()]
     grads = torch.autograd.grad(total, parameters, allow_unused=True)
     values = [deformed.means, deformed.quats, deformed.scales, *regularisers.values()]
     return [v.detach().clone() for v in values], [None if g is None else g.clone() for g in grads]
@@ -145,17 +146,6 @@ def test_graphed_deformation_equals_eager_across_inputs_and_a_new_count() -> Non
     assert graphed.captures == 2  # one capture per Gaussian count
 
 
-def _featured_step_terms(step: Callable, owner: torch.nn.Module, tensors: List[Tensor], time: float) -> Tuple:
-    """Outputs and gradients (Gaussians and every parameter of the field and the features) of a step that
-    samples frame features: ``step(means, quats, scales, time)``."""
-    deformed, regularisers = step(*tensors, torch.tensor(time, device=tensors[0].device))
-    total = (deformed.means.sin().sum() + deformed.quats.square().sum() + deformed.scales.exp().sum()) * 1e-2
-    total = total + sum(regularisers.values())
-    grads = torch.autograd.grad(total, [*tensors, *owner.parameters()], allow_unused=True)
-    values = [deformed.means, deformed.quats, deformed.scales, *regularisers.values()]
-    return [v.detach().clone() for v in values], [None if g is None else g.clone() for g in grads]
-
-
 def _featured_parts(device: str, sampling: SamplingPoints):
     """A field reading 2-channel frame features, the toy bank's features (distance-aware fusion, a learnt reduction),
     the step, its eager composition, and Gaussians near the toy cameras."""
@@ -195,8 +185,8 @@ def test_deformation_step_with_frame_features_off_cuda_is_the_features_then_the_
     step, stepped, eager, owner, gaussians = _featured_parts("cpu", sampling)
     tensors = gaussians(60, 1)
     ours, reference = (
-        _featured_step_terms(stepped, owner, tensors, 0.45),
-        _featured_step_terms(eager, owner, tensors, 0.45),
+        _deformation_terms(stepped, owner, tensors, 0.45),
+        _deformation_terms(eager, owner, tensors, 0.45),
     )
     for a, b in zip(ours[0], reference[0]):
         torch.testing.assert_close(a, b)
@@ -218,8 +208,8 @@ def test_graphed_deformation_with_frame_features_equals_eager(sampling: Sampling
     step, stepped, eager, owner, gaussians = _featured_parts("cuda", sampling)
     for count, seed, time in ((200, 5, 0.3), (200, 6, 0.45), (260, 7, 1.0)):
         tensors = gaussians(count, seed)
-        ours = _featured_step_terms(stepped, owner, tensors, time)
-        reference = _featured_step_terms(eager, owner, tensors, time)
+        ours = _deformation_terms(stepped, owner, tensors, time)
+        reference = _deformation_terms(eager, owner, tensors, time)
         for a, b in zip(ours[0], reference[0]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         for a, b in zip(ours[1], reference[1]):

@@ -67,6 +67,44 @@ def small_config(
     return config
 
 
+def record_training_losses(model) -> List[Dict[str, float]]:
+    """The loss terms of every training step ``model`` computes from now on (a list filled as it trains)."""
+    losses: List[Dict[str, float]] = []
+    get_loss_dict = model.get_loss_dict
+
+    def recording(outputs, batch, metrics_dict=None):
+        loss_dict = get_loss_dict(outputs, batch, metrics_dict)
+        if model.training:
+            losses.append({key: float(value) for key, value in loss_dict.items()})
+        return loss_dict
+
+    model.get_loss_dict = recording
+    return losses
+
+
+def with_lpips_and_sds(config, zero123: Path):
+    """``config`` with LPIPS (random VGG) and SDS (the tiny Zero123, 16 px renders, both conditions weighted 1)."""
+    model_config = config.pipeline.model
+    model_config.lpips_backbone = "random-init"
+    model_config.sds.weight = 1.0
+    model_config.sds.pseudo_condition_weight = model_config.sds.input_condition_weight = 1.0
+    model_config.sds.model_id = str(zero123)
+    model_config.sds.resolution = 16
+    return config
+
+
+def seeded_training(config):
+    """Train ``config`` from fixed seeds; its per-step losses and the trained model."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    losses = record_training_losses(trainer.pipeline.model)
+    trainer.train()
+    return losses, trainer.pipeline.model
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     return tiny_scene(tmp_path_factory)
@@ -84,16 +122,7 @@ def trained_run(tmp_path_factory, scene: Path, tiny_dinov2: Path) -> TrainedRun:
     model = trainer.pipeline.model
     psnr_before = trainer.pipeline.get_average_eval_image_metrics()["psnr"]
 
-    losses: List[Dict[str, float]] = []
-    get_loss_dict = model.get_loss_dict
-
-    def recording_get_loss_dict(outputs, batch, metrics_dict=None):
-        loss_dict = get_loss_dict(outputs, batch, metrics_dict)
-        if model.training:
-            losses.append({key: float(value) for key, value in loss_dict.items()})
-        return loss_dict
-
-    model.get_loss_dict = recording_get_loss_dict
+    losses = record_training_losses(model)
     trainer.train()
     psnr_after = trainer.pipeline.get_average_eval_image_metrics()["psnr"]
     return TrainedRun(config.get_base_dir() / "config.yml", losses, psnr_before, psnr_after, data)
@@ -354,23 +383,11 @@ def test_lpips_and_sds_train_and_stay_finite(scene, tiny_dinov2, tiny_zero123, t
     config = small_config(scene, tmp_path, tiny_dinov2, 2, 4, "priors", priors=True)
     model_config = config.pipeline.model
     assert model_config.lpips_loss_weight == 1.0 and model_config.sds.weight == 0.0  # CPU: SDS off by default
-    model_config.lpips_backbone = "random-init"
-    model_config.sds.weight = 1.0
-    model_config.sds.pseudo_condition_weight = model_config.sds.input_condition_weight = 1.0
-    model_config.sds.model_id = str(tiny_zero123)
-    model_config.sds.resolution = 16
+    with_lpips_and_sds(config, tiny_zero123)
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     model = trainer.pipeline.model
-    losses: List[Dict[str, float]] = []
-    get_loss_dict = model.get_loss_dict
-
-    def recording(outputs, batch, metrics_dict=None):
-        loss_dict = get_loss_dict(outputs, batch, metrics_dict)
-        losses.append({key: float(value) for key, value in loss_dict.items()})
-        return loss_dict
-
-    model.get_loss_dict = recording
+    losses = record_training_losses(model)
     canonical = model.means.detach().clone()
     trainer.train()
     assert all("lpips_loss" in step for step in losses)
@@ -564,23 +581,7 @@ def test_training_with_the_cuda_graph_contract_equals_eager_training(scene, tiny
         model_config.cuda_graphs = graphs
         # densify within the run: a new Gaussian count means a new capture, with the old one's memory released
         model_config.warmup_length, model_config.refine_every = 4, 4
-        random.seed(0)
-        np.random.seed(0)
-        torch.manual_seed(0)
-        trainer = config.setup(local_rank=0, world_size=1)
-        trainer.setup()
-        model = trainer.pipeline.model
-        losses: List[Dict[str, float]] = []
-        get_loss_dict = model.get_loss_dict
-
-        def recording_get_loss_dict(outputs, batch, metrics_dict=None):
-            loss_dict = get_loss_dict(outputs, batch, metrics_dict)
-            losses.append({key: float(value) for key, value in loss_dict.items()})
-            return loss_dict
-
-        model.get_loss_dict = recording_get_loss_dict
-        trainer.train()
-        return losses, model
+        return seeded_training(config)
 
     eager_losses, _ = train(False, "eager")
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", emulated_graph_capture)
@@ -608,30 +609,8 @@ def test_lpips_and_sds_under_the_cuda_graph_contract_equal_eager(
 
     def train(graphs: bool, name: str):
         config = small_config(scene, tmp_path / name, tiny_dinov2, 2, 5, "priors", priors=True)
-        model_config = config.pipeline.model
-        model_config.cuda_graphs = graphs
-        model_config.lpips_backbone = "random-init"
-        model_config.sds.weight = 1.0
-        model_config.sds.pseudo_condition_weight = model_config.sds.input_condition_weight = 1.0
-        model_config.sds.model_id = str(tiny_zero123)
-        model_config.sds.resolution = 16
-        random.seed(0)
-        np.random.seed(0)
-        torch.manual_seed(0)
-        trainer = config.setup(local_rank=0, world_size=1)
-        trainer.setup()
-        model = trainer.pipeline.model
-        losses: List[Dict[str, float]] = []
-        get_loss_dict = model.get_loss_dict
-
-        def recording(outputs, batch, metrics_dict=None):
-            loss_dict = get_loss_dict(outputs, batch, metrics_dict)
-            losses.append({key: float(value) for key, value in loss_dict.items()})
-            return loss_dict
-
-        model.get_loss_dict = recording
-        trainer.train()
-        return losses, model
+        config.pipeline.model.cuda_graphs = graphs
+        return seeded_training(with_lpips_and_sds(config, tiny_zero123))
 
     eager_losses, _ = train(False, "eager")
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", emulated_graph_capture)
