@@ -69,11 +69,11 @@ def _ranged(label: str, function: Callable) -> Callable:
 
 
 @contextlib.contextmanager
-def _patched(owner, name: str, label: str) -> Iterator[None]:
-    """Wrap ``owner.name`` in a profiler range for the duration of the block."""
+def patched(owner, name: str, wrap: Callable[[Callable], Callable]) -> Iterator[None]:
+    """Replace ``owner.name`` by ``wrap(owner.name)`` for the duration of the block."""
     original = getattr(owner, name)
     own = name in vars(owner)  # a bound method patched on an instance is removed again, not pinned there
-    setattr(owner, name, _ranged(label, original))
+    setattr(owner, name, wrap(original))
     try:
         yield
     finally:
@@ -81,6 +81,11 @@ def _patched(owner, name: str, label: str) -> Iterator[None]:
             setattr(owner, name, original)
         else:
             delattr(owner, name)
+
+
+def _patched(owner, name: str, label: str):
+    """Wrap ``owner.name`` in a profiler range for the duration of the block."""
+    return patched(owner, name, lambda original: _ranged(label, original))
 
 
 def instrument(trainer) -> contextlib.ExitStack:

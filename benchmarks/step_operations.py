@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_step import run_steps  # noqa: E402
+from profile_step import patched, run_steps  # noqa: E402
 from train_recipe import add_recipe_arguments, build_trainer  # noqa: E402
 
 GRAPHED = ("graphed: deformation", "graphed: image losses", "graphed: LPIPS", "graphed: VAE encoder", "graphed: UNet")
@@ -144,20 +144,6 @@ def _wrapped(counter: OperationCounter, label: str, function: Callable) -> Calla
     return wrapper
 
 
-@contextlib.contextmanager
-def _patched(owner, name: str, replacement: Callable) -> Iterator[None]:
-    original = getattr(owner, name)
-    own = name in vars(owner)
-    setattr(owner, name, replacement(original))
-    try:
-        yield
-    finally:
-        if own:
-            setattr(owner, name, original)
-        else:
-            delattr(owner, name)
-
-
 def instrument(trainer, counter: OperationCounter) -> contextlib.ExitStack:
     """Label each part of a step (patched in, as ``profile_step.py`` does)."""
     import torch
@@ -168,7 +154,7 @@ def instrument(trainer, counter: OperationCounter) -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
 
     def label(owner, name: str, part: str) -> None:
-        stack.enter_context(_patched(owner, name, lambda original: _wrapped(counter, part, original)))
+        stack.enter_context(patched(owner, name, lambda original: _wrapped(counter, part, original)))
 
     label(trainer.pipeline.datamanager, "next_train", "data")
     label(model, "deformation_step", "graphed: deformation")
@@ -202,7 +188,7 @@ def instrument(trainer, counter: OperationCounter) -> contextlib.ExitStack:
 
         return wrapper
 
-    stack.enter_context(_patched(torch.autograd, "backward", backward))
+    stack.enter_context(patched(torch.autograd, "backward", backward))
     return stack
 
 
