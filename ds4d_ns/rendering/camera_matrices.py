@@ -7,12 +7,14 @@ OpenCV world-to-camera matrices (looks down +z, y down). Splatfacto's own helper
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Hashable, Tuple, TypeVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
+
+T = TypeVar("T")
 
 
 def opengl_c2w_to_opencv_viewmat(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Float[Tensor, "c 4 4"]:
@@ -43,11 +45,9 @@ def cached_viewmats(camera_to_worlds: Float[Tensor, "c 3 4"]) -> Float[Tensor, "
     shared between calls: read it, never write to it."""
     if camera_to_worlds.requires_grad:
         return opengl_c2w_to_opencv_viewmat(camera_to_worlds)
-    known = _VIEWMATS.get(camera_to_worlds)
-    if known is None or known[0] != camera_to_worlds._version:
-        known = (camera_to_worlds._version, opengl_c2w_to_opencv_viewmat(camera_to_worlds))
-        _VIEWMATS[camera_to_worlds] = known
-    return known[1]
+    return _once_per(
+        _VIEWMATS, camera_to_worlds, camera_to_worlds._version, lambda: opengl_c2w_to_opencv_viewmat(camera_to_worlds)
+    )
 
 
 _INTRINSICS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
@@ -65,15 +65,15 @@ def intrinsics_and_size(cameras, scale: float = 1.0) -> Tuple[Float[Tensor, "c 3
     must share one size."""
     width, height = _image_size(cameras.width, cameras.height)
     values = [getattr(cameras, name) for name in ("fx", "fy", "cx", "cy")]
-    key = (scale, *((id(value), value._version) for value in values[1:]), values[0]._version)
-    known = _INTRINSICS.get(values[0])
-    if known is None or known[0] != key:
+
+    def pinhole() -> Tensor:
         fx, fy, cx, cy = (value.view(-1) * scale for value in values)
         zero, one = torch.zeros_like(fx), torch.ones_like(fx)
         # float32 whatever the cameras hold, as nerfstudio's matrices (ns-render's camera paths are float64)
-        known = (key, torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float())
-        _INTRINSICS[values[0]] = known
-    return known[1], int(width * scale), int(height * scale)
+        return torch.stack([fx, zero, cx, zero, fy, cy, zero, zero, one], dim=-1).view(-1, 3, 3).float()
+
+    key = (scale, *((id(value), value._version) for value in values[1:]), values[0]._version)
+    return _once_per(_INTRINSICS, values[0], key, pinhole), int(width * scale), int(height * scale)
 
 
 _SIZES: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
@@ -83,9 +83,19 @@ _SIZES: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 def _image_size(width: Tensor, height: Tensor) -> Tuple[int, int]:
     """The first camera's width and height as numbers, read back once per pair of size tensors: training
     serves each frame's cameras as the same cached tensors at every step, and each read waits for the GPU."""
-    key = (id(height), width._version, height._version)
-    known = _SIZES.get(width)
+
+    def read() -> Tuple[int, int]:
+        first_width, first_height = torch.stack([width.view(-1)[0], height.view(-1)[0]]).tolist()
+        return int(first_width), int(first_height)
+
+    return _once_per(_SIZES, width, (id(height), width._version, height._version), read)
+
+
+def _once_per(table: WeakTensorKeyDictionary, tensor: Tensor, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``, kept in ``table`` under ``tensor`` (dropped with it) and computed again when ``key`` (the
+    versions, and ids of the other tensors it reads) differs from the one it was computed with."""
+    known = table.get(tensor)
     if known is None or known[0] != key:
-        known = (key, tuple(int(v) for v in torch.stack([width.view(-1)[0], height.view(-1)[0]]).tolist()))
-        _SIZES[width] = known
+        known = (key, compute())
+        table[tensor] = known
     return known[1]
