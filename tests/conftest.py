@@ -486,3 +486,26 @@ def emulated_inference_capture(self, args, key) -> None:
     self._graph = EmulatedInferenceGraph(self.function, self._inputs, self._outputs)
     self._key = key
     self.captures += 1
+
+
+def dispatched_operations():
+    """A context (``with dispatched_operations() as seen:``) that lists every aten operation dispatched inside it
+    (``seen.operations``) and those that read a value back to the host or size a result by data
+    (``seen.host_reads``: ``_local_scalar_dense``, what ``float()``, ``.item()`` and ``bool()`` of a tensor
+    dispatch to, and ``nonzero``); either would stall a GPU step and break its CUDA-graph capture."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.operations: List[str] = []
+
+        @property
+        def host_reads(self) -> List[str]:
+            return [name for name in self.operations if "_local_scalar_dense" in name or "nonzero" in name]
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.operations.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    return Seen()

@@ -180,17 +180,10 @@ def test_camera_matrices_are_built_once_per_cached_cameras_and_again_after_a_wri
     """Training serves each frame's cameras as the same tensors at every step: the world-to-camera and pinhole
     matrices are built on the first step that sees them (no operation dispatched after that), and again when
     a tensor is written to or the scale changes; always equal to the direct computation."""
+    from conftest import dispatched_operations
     from nerfstudio.cameras.cameras import Cameras
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from ds4d_ns.rendering.camera_matrices import cached_viewmats, intrinsics_and_size, opengl_c2w_to_opencv_viewmat
-
-    class Dispatched(TorchDispatchMode):
-        count = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Dispatched.count += 1
-            return func(*args, **(kwargs or {}))
 
     generator = torch.Generator().manual_seed(0)
     cameras = Cameras(
@@ -217,9 +210,9 @@ def test_camera_matrices_are_built_once_per_cached_cameras_and_again_after_a_wri
         return opengl_c2w_to_opencv_viewmat(cameras.camera_to_worlds.clone()), copy.get_intrinsics_matrices()
 
     first = cached_viewmats(cameras.camera_to_worlds), intrinsics_and_size(cameras, 0.5)[0]
-    with Dispatched():
+    with dispatched_operations() as seen:
         again = cached_viewmats(cameras.camera_to_worlds), intrinsics_and_size(cameras, 0.5)[0]
-    assert Dispatched.count == 0 and again[0] is first[0] and again[1] is first[1]
+    assert seen.operations == [] and again[0] is first[0] and again[1] is first[1]
     for got, want in zip(first, direct(0.5)):
         torch.testing.assert_close(got, want)
 

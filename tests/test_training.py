@@ -176,28 +176,18 @@ def test_a_training_steps_features_and_deformation_read_nothing_back_from_the_de
     (their frame bracket included) must not read a value back to the host, which would stall the kernels queued ahead.
     Counted here at the dispatcher on the CPU (``aten._local_scalar_dense`` is what ``float()``, ``.item()``
     and ``bool()`` of a tensor dispatch to); the result equals the Python-time path's."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from conftest import dispatched_operations
 
     from ds4d_ns.scripts.loading import load_trained_pipeline
-
-    class HostReads(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.reads: List[str] = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if "_local_scalar_dense" in str(func) or "nonzero" in str(func):
-                self.reads.append(str(func))
-            return func(*args, **(kwargs or {}))
 
     pipeline, _ = load_trained_pipeline(trained_run.config_path)
     model = pipeline.model
     model.feature_sampling_points = sampling_points
     model.train()
     time = torch.tensor(2 / 3)  # frame 2 of 4, a float32 camera time
-    with HostReads() as counter:
+    with dispatched_operations() as seen:
         geometry, regularisers = model.deformation_step(model.means, model.quats, model.scales, time, sampling_points)
-    assert counter.reads == []
+    assert seen.host_reads == []
     reference = model.frame_features_at(float(time)).features  # the Python-time path (frames found on the host)
     expected = model.deformation(model.means, model.quats, model.scales, float(time), reference)
     torch.testing.assert_close(geometry.means, expected.means)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import moving_cameras_feature_bank
+from conftest import dispatched_operations, moving_cameras_feature_bank
 
 from ds4d_ns import camera_layouts
 from ds4d_ns.features.feature_bank import FeatureBank, FrameFeaturesConfig
@@ -382,25 +382,13 @@ def test_frame_point_features_at_a_tensor_time_read_nothing_back(fusion):
     """Every fusion at a tensor time dispatches no host read (``aten._local_scalar_dense``, what ``float()``,
     ``.item()`` and ``bool()`` dispatch to) and no data-dependent shape (``nonzero``): both would stall a GPU
     step and break its CUDA-graph capture."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class HostReads(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.reads: list = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if "_local_scalar_dense" in str(func) or "nonzero" in str(func):
-                self.reads.append(str(func))
-            return func(*args, **(kwargs or {}))
-
     torch.manual_seed(0)
     module = FramePointFeatures(moving_cameras_feature_bank(fusion, out_dim=2))
     points = (torch.randn(32, 3) * 0.5 + torch.tensor([0.0, 0.0, 1.5])).requires_grad_(True)
-    with HostReads() as counter:
+    with dispatched_operations() as seen:
         result = module(points, torch.tensor(0.45))
         (result.features.sum() + result.view_weights.sum()).backward()
-    assert counter.reads == []
+    assert seen.host_reads == []
 
 
 def _constant_frames(fusion="mean", out_dim=3):
